@@ -1,0 +1,183 @@
+"""SMAX backend: JaxMARL's JAX re-implementation of SMAC, batched with vmap + jit.
+
+Episodes are recorded with `step_env` (the plain `step` auto-resets and overwrites the terminal
+observation), the time limit is split out of SMAX's `is_terminal` (a truncation must bootstrap),
+and ended envs are reset inside the same jitted call so a batched step is one device round trip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from functools import cached_property, lru_cache
+
+import numpy as np
+
+from o2omarl.envs.base import MAX_RETURN, EnvInfo, Obs, Step
+from o2omarl.errors import one_of
+
+BACKEND = "smax"
+# SMAX's best return is 2.0: enemy health removed (sums to 1) plus the win bonus (1).
+SMAX_MAX_RETURN = 2.0
+REWARD_SCALE = MAX_RETURN / SMAX_MAX_RETURN
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    """Silence file descriptor 1: one of jaxmarl's imports resets sys.stdout, so
+    contextlib.redirect_stdout alone does not catch its import-time prints."""
+    sys.stdout.flush()
+    saved, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    try:
+        with contextlib.redirect_stdout(open(os.devnull, "w")):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
+@lru_cache(maxsize=1)
+def _jaxmarl():
+    """Import jaxmarl once, lazily; it prints two lines to stdout that must not reach the CLI."""
+    with _quiet_stdout():
+        import jax
+        from jaxmarl.environments.smax import HeuristicEnemySMAX, map_name_to_scenario
+        from jaxmarl.environments.smax.heuristic_enemy import (
+            create_heuristic_policy,
+            get_heuristic_policy_initial_state,
+        )
+        from jaxmarl.environments.smax.smax_env import MAP_NAME_TO_SCENARIO
+    return {
+        "jax": jax,
+        "HeuristicEnemySMAX": HeuristicEnemySMAX,
+        "map_name_to_scenario": map_name_to_scenario,
+        "create_heuristic_policy": create_heuristic_policy,
+        "heuristic_initial_state": get_heuristic_policy_initial_state,
+        "scenarios": MAP_NAME_TO_SCENARIO,
+    }
+
+
+def map_names() -> list[str]:
+    return list(_jaxmarl()["scenarios"])
+
+
+@lru_cache(maxsize=None)
+def _make_smax(map_name: str):
+    if map_name not in map_names():
+        raise one_of("map", map_name, map_names())
+    jm = _jaxmarl()
+    return jm["HeuristicEnemySMAX"](scenario=jm["map_name_to_scenario"](map_name))
+
+
+def env_info(map_name: str) -> EnvInfo:
+    env = _make_smax(map_name)
+    return EnvInfo(
+        backend=BACKEND,
+        map_name=map_name,
+        n_agents=env.num_agents,
+        n_enemies=env.num_enemies,
+        obs_dim=int(env.observation_spaces[env.agents[0]].shape[0]),
+        state_dim=int(env.state_size),
+        n_actions=int(env.num_ally_actions),
+        episode_limit=int(env.max_steps),
+    )
+
+
+class SmaxVecEnv:
+    """N parallel SMAX battles on one map, stepped by a single jitted call."""
+
+    def __init__(self, map_name: str, num_envs: int):
+        self.info = env_info(map_name)
+        self.num_envs = num_envs
+        self._env = _make_smax(map_name)
+        self._jax_state = None
+        self._keys = None
+
+    @cached_property
+    def _fns(self):
+        jax = _jaxmarl()["jax"]
+        jnp = jax.numpy
+        env, n_allies = self._env, self._env.num_allies
+
+        def observe(obs, state):
+            return (
+                jnp.stack([obs[a] for a in env.agents]).astype(jnp.float32),
+                obs["world_state"].astype(jnp.float32),
+                jnp.stack([v for v in env.get_avail_actions(state).values()]).astype(bool),
+            )
+
+        def reset_one(key):
+            obs, state = env.reset(key)
+            # Strip weak types so the state from reset has the exact types of the state from
+            # step; otherwise the step function compiles twice (~3 s each).
+            state = jax.tree.map(lambda x: jax.lax.convert_element_type(x, x.dtype), state)
+            return state, observe(obs, state)
+
+        def step_one(key, state, actions):
+            k_step, k_reset, k_next = jax.random.split(key, 3)
+            acts = {a: actions[i] for i, a in enumerate(env.agents)}
+            obs, state, rewards, _, _ = env.step_env(k_step, state, acts)
+            inner = state.state
+            allies_dead = ~jnp.any(inner.unit_alive[:n_allies])
+            enemies_dead = ~jnp.any(inner.unit_alive[n_allies:])
+            terminated = allies_dead | enemies_dead
+            truncated = (inner.step >= env.max_steps) & ~terminated
+            won = enemies_dead & ~allies_dead
+            nxt = observe(obs, state)
+            reset_state, reset_obs = reset_one(k_reset)
+            done = terminated | truncated
+            pick = lambda r, n: jnp.where(done, r, n)  # noqa: E731 - select per leaf
+            cont_state = jax.tree.map(pick, reset_state, state)
+            cont = jax.tree.map(pick, reset_obs, nxt)
+            reward = rewards[env.agents[0]] * REWARD_SCALE
+            return k_next, cont_state, (reward, terminated, truncated, won, nxt, cont)
+
+        return jax.jit(jax.vmap(reset_one)), jax.jit(jax.vmap(step_one))
+
+    def reset(self, seed: int) -> Obs:
+        jax = _jaxmarl()["jax"]
+        keys = jax.random.split(jax.random.PRNGKey(seed), self.num_envs + 1)
+        self._keys = keys[1:]
+        reset_fn, _ = self._fns
+        self._jax_state, obs = reset_fn(jax.random.split(keys[0], self.num_envs))
+        return Obs(*jax.device_get(obs))
+
+    def step(self, actions: np.ndarray) -> Step:
+        if self._jax_state is None:
+            raise RuntimeError("call reset() before step()")
+        _, step_fn = self._fns
+        self._keys, self._jax_state, out = step_fn(
+            self._keys, self._jax_state, np.asarray(actions, dtype=np.int32)
+        )
+        reward, terminated, truncated, won, nxt, cont = _jaxmarl()["jax"].device_get(out)
+        return Step(
+            reward=reward.astype(np.float32),
+            terminated=terminated,
+            truncated=truncated,
+            battle_won=won,
+            next=Obs(*nxt),
+            cont=Obs(*cont),
+        )
+
+    @cached_property
+    def heuristic_fn(self):
+        """SMAX's scripted micro for the allied team, batched: (keys, pstate, obs) -> acts, pstate."""
+        jm = _jaxmarl()
+        jax = jm["jax"]
+        policy = jm["create_heuristic_policy"](self._env._env, team=0)
+        return jax.jit(jax.vmap(jax.vmap(policy)))
+
+    def heuristic_initial_state(self):
+        jm = _jaxmarl()
+        jax = jm["jax"]
+        one = jm["heuristic_initial_state"]()
+        return jax.tree.map(
+            lambda x: jax.numpy.broadcast_to(
+                jax.numpy.asarray(x), (self.num_envs, self.info.n_agents) + jax.numpy.shape(x)
+            ),
+            one,
+        )
