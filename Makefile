@@ -1,0 +1,32 @@
+# Set-up and the two commands of the README's first screen: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test bench clean
+
+install: $(STAMP)
+
+# torch first and pinned: the local CPU wheel. An unpinned torch pulls gigabytes of CUDA packages.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[test]"
+	touch $(STAMP)
+
+# The main job in miniature on the embedded default (SMAX, map 3m, a short budget).
+demo: install
+	$(BIN)/bench maps
+	$(BIN)/bench collect --map 3m --behaviour heuristic --episodes 200 --seed 0
+	$(BIN)/bench datasets list
+
+test: install
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python benchmarks/collection.py --map 2s3z
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,214 @@
+"""`bench`: a thin Click layer. Each command parses, calls one library function, prints.
+
+Library errors (`o2omarl.errors`) become one line on stderr and exit code 2 (usage) or 1
+(failure); `--debug` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import click
+
+from o2omarl.errors import BenchError
+
+
+def _table(rows: list[dict], columns: list[str]) -> str:
+    """A plain aligned text table (readable in logs, copyable into Markdown with little work)."""
+    cells = [[str(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(columns), line(["-" * w for w in widths])] + [line(r) for r in cells])
+
+
+def _mb(n_bytes: int) -> str:
+    return f"{n_bytes / 1e6:.1f} MB"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show Python tracebacks for errors.")
+@click.pass_context
+def cli(ctx, debug):
+    """o2omarl: offline-to-online multi-agent RL benchmarks (OVMSE and baselines).
+
+    \b
+    Example workflow:
+      bench collect --map 2s3z        # generate + version offline datasets
+      bench run ovmse --seeds 5       # offline pretraining, then online fine-tuning
+      bench report                    # tables and figures
+    """
+    ctx.obj = {"debug": debug}
+
+
+@cli.command()
+@click.option("--backend", default="smax", show_default=True, help="smax or smac.")
+def maps(backend):
+    """List the maps of a backend: agents, enemies, dims, actions, episode limit.
+
+    \b
+    Example: bench maps
+    """
+    from o2omarl.envs import env_info, list_maps
+
+    rows = []
+    for name in list_maps(backend):
+        i = env_info(name, backend)
+        rows.append({"map": name, "agents": i.n_agents, "enemies": i.n_enemies,
+                     "obs dim": i.obs_dim, "state dim": i.state_dim,
+                     "actions": i.n_actions, "episode limit": i.episode_limit})
+    click.echo(_table(rows, list(rows[0])))
+
+
+@cli.command()
+@click.option("--map", "map_name", required=True, help="Map name, see `bench maps`.")
+@click.option("--behaviour", default="heuristic", show_default=True,
+              help="random | heuristic.")
+@click.option("--episodes", type=int, default=1000, show_default=True)
+@click.option("--epsilon", type=float, default=0.0, show_default=True,
+              help="Per-agent probability of a uniform available action.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--num-envs", type=int, default=32, show_default=True,
+              help="Parallel environments.")
+@click.option("--backend", default="smax", show_default=True)
+def collect(map_name, behaviour, episodes, epsilon, seed, num_envs, backend):
+    """Collect an offline dataset and store it as a versioned Minari dataset.
+
+    Identical settings reuse the existing version; changed settings create the next one.
+
+    \b
+    Example: bench collect --map 3m --behaviour heuristic --episodes 200 --seed 0
+    """
+    from o2omarl import datasets
+
+    res = datasets.collect(map_name, behaviour, episodes, epsilon, seed, num_envs, backend)
+    rec, s = res.record, res.record.stats
+    if res.reused:
+        click.echo(f"{rec.dataset_id} already holds these settings; nothing rewritten.")
+    click.echo(f"id:         {rec.dataset_id}")
+    click.echo(f"episodes:   {s['episodes']}")
+    click.echo(f"steps:      {s['steps']}")
+    click.echo(f"return:     {s['return_mean']:.2f} +- {s['return_std']:.2f}  (max ~20)")
+    click.echo(f"win rate:   {s['win_rate']:.3f}")
+    click.echo(f"size:       {_mb(rec.size_bytes())}")
+    click.echo(f"path:       {rec.path}")
+    if not res.reused:
+        click.echo(f"elapsed:    {res.elapsed_s:.1f} s")
+        click.echo(f"env-steps/s: {res.env_steps_per_s:,.0f} (excluding JIT compilation)")
+
+
+@cli.group()
+def datasets():
+    """List, show, verify and delete stored datasets."""
+
+
+@datasets.command("list")
+def datasets_list():
+    """A table of every stored dataset.
+
+    \b
+    Example: bench datasets list
+    """
+    from o2omarl.datasets import store
+
+    rows = []
+    for dataset_id in store.list_ids():
+        try:
+            rec = store.get(dataset_id)
+            s = rec.stats
+            rows.append({"id": dataset_id, "tier": rec.tier, "episodes": s["episodes"],
+                         "steps": s["steps"], "mean return": f"{s['return_mean']:.2f}",
+                         "win rate": f"{s['win_rate']:.3f}", "size": _mb(rec.size_bytes())})
+        except BenchError as e:
+            rows.append({"id": dataset_id, "tier": "DAMAGED", "episodes": str(e)})
+    if not rows:
+        click.echo(f"no datasets under {store.root()}; make one with "
+                   "`bench collect --map 3m --behaviour heuristic`")
+        return
+    click.echo(_table(rows, ["id", "tier", "episodes", "steps", "mean return", "win rate",
+                             "size"]))
+
+
+@datasets.command("show")
+@click.argument("dataset_id")
+def datasets_show(dataset_id):
+    """Everything recorded about one dataset version (JSON).
+
+    \b
+    Example: bench datasets show smax/3m/heuristic-v0
+    """
+    import json
+
+    from o2omarl.datasets import store
+
+    rec = store.get(dataset_id)
+    click.echo(json.dumps({"path": str(rec.path), "size_bytes": rec.size_bytes(), **rec.meta},
+                          indent=2, sort_keys=True))
+
+
+@datasets.command("verify")
+@click.argument("dataset_id", required=False)
+@click.option("--all", "all_", is_flag=True, help="Verify every stored dataset.")
+def datasets_verify(dataset_id, all_):
+    """Check sha256 checksums, shapes against the spaces, and counts against the metadata.
+
+    \b
+    Example: bench datasets verify smax/3m/heuristic-v0
+             bench datasets verify --all
+    """
+    from o2omarl.datasets import store, verify
+
+    if bool(dataset_id) == all_:
+        raise click.UsageError("give either a DATASET_ID or --all")
+    ids = store.list_ids() if all_ else [dataset_id]
+    bad = 0
+    for i in ids:
+        try:
+            problems = verify(store.get(i))
+        except BenchError as e:
+            problems = [str(e)]
+        if problems:
+            bad += 1
+            click.echo(f"DAMAGED {i}: {problems[0]}")
+        else:
+            click.echo(f"ok      {i}")
+    if bad:
+        raise BenchError(f"{bad} of {len(ids)} dataset(s) failed verification")
+
+
+@datasets.command("delete")
+@click.argument("dataset_id")
+def datasets_delete(dataset_id):
+    """Delete one dataset version.
+
+    \b
+    Example: bench datasets delete smax/3m/heuristic-v1
+    """
+    from o2omarl.datasets import store
+
+    path = store.delete(dataset_id)
+    click.echo(f"deleted {dataset_id} ({path})")
+
+
+def main(argv=None) -> None:
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(args=argv, standalone_mode=False, prog_name="bench")
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except BenchError as e:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"error: {e}", err=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""Run a policy in N parallel envs and cut the stream of steps into whole episodes.
+
+Used for dataset collection and, through `qmix/`, for online training, so both record episodes
+the same way: T actions and T+1 observations, the terminal observation included.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from o2omarl.envs.base import Obs, VecEnv
+from o2omarl.datasets.policies import Policy
+
+
+@dataclass
+class Episode:
+    obs: np.ndarray  # (T+1, n_agents, obs_dim) float32
+    state: np.ndarray  # (T+1, state_dim) float32
+    avail: np.ndarray  # (T+1, n_agents, n_actions) bool
+    actions: np.ndarray  # (T, n_agents) int64
+    reward: np.ndarray  # (T,) float32
+    terminated: np.ndarray  # (T,) bool
+    truncated: np.ndarray  # (T,) bool
+    battle_won: np.ndarray  # (T,) bool
+
+    @property
+    def length(self) -> int:
+        return len(self.reward)
+
+    @property
+    def ret(self) -> float:
+        return float(self.reward.sum())
+
+    @property
+    def won(self) -> bool:
+        return bool(self.battle_won[-1])
+
+
+class Rollout:
+    """Steps N envs with a policy; `step()` returns the episodes that ended at that step.
+
+    Per-env episode buffers are preallocated to the episode limit and written with one fancy
+    index per field per step, so recording costs little next to the env step itself.
+    """
+
+    def __init__(self, env: VecEnv, policy: Policy, seed: int):
+        info, n = env.info, env.num_envs
+        self.env, self.policy, self.n = env, policy, n
+        cap = info.episode_limit + 1
+        self._obs = np.zeros((n, cap, info.n_agents, info.obs_dim), np.float32)
+        self._state = np.zeros((n, cap, info.state_dim), np.float32)
+        self._avail = np.zeros((n, cap, info.n_agents, info.n_actions), bool)
+        self._actions = np.zeros((n, cap - 1, info.n_agents), np.int64)
+        self._scalars = {
+            k: np.zeros((n, cap - 1), dt)
+            for k, dt in [("reward", np.float32), ("terminated", bool),
+                          ("truncated", bool), ("battle_won", bool)]
+        }
+        self._t = np.zeros(n, np.int64)
+        self._rows = np.arange(n)
+        self.current: Obs = env.reset(seed)
+        self._record_obs(self.current)
+        self.first = np.ones(n, bool)
+        self.ended = np.zeros(0, np.int64)
+        self.env_steps = 0
+        self._clock: tuple[float, int] | None = None  # (time, env_steps) after the first step
+
+    def _record_obs(self, o: Obs) -> None:
+        self._obs[self._rows, self._t] = o.obs
+        self._state[self._rows, self._t] = o.state
+        self._avail[self._rows, self._t] = o.avail
+
+    def step(self, actions: np.ndarray | None = None) -> list[Episode]:
+        """One batched step (with the policy's actions unless given); returns ended episodes,
+        in the order of their env indexes (`self.ended`)."""
+        if actions is None:
+            actions = self.policy(self.current, self.first)
+        out = self.env.step(actions)
+        rows, t = self._rows, self._t
+        self._actions[rows, t] = actions
+        for k in self._scalars:
+            self._scalars[k][rows, t] = getattr(out, k)
+        self._t += 1
+        self._record_obs(out.next)
+        self.env_steps += self.n
+        if self._clock is None:  # the first step compiled the jitted env and policy
+            self._clock = (time.monotonic(), self.env_steps)
+        done = self.ended = np.flatnonzero(out.done)
+        finished = [self._cut(i) for i in done]
+        self._t[done] = 0
+        self.current, self.first = out.cont, out.done.copy()
+        if len(done):
+            # Ended envs were reset by the env: their new first observation starts the buffer.
+            self._record_obs(self.current)
+        return finished
+
+    def steady_rate(self) -> float:
+        """Env-steps/s since the first step, i.e. excluding JIT compilation."""
+        if self._clock is None:
+            return 0.0
+        t0, s0 = self._clock
+        return (self.env_steps - s0) / max(time.monotonic() - t0, 1e-9)
+
+    def _cut(self, i: int) -> Episode:
+        T = int(self._t[i])
+        return Episode(
+            obs=self._obs[i, : T + 1].copy(),
+            state=self._state[i, : T + 1].copy(),
+            avail=self._avail[i, : T + 1].copy(),
+            actions=self._actions[i, :T].copy(),
+            **{k: v[i, :T].copy() for k, v in self._scalars.items()},
+        )
+
+    def collect(self, episodes: int, on_episode=None) -> list[Episode]:
+        """Exactly `episodes` whole episodes, without favouring short ones.
+
+        Only episodes started while fewer than `episodes` have been started are kept, so every
+        kept episode ran to its natural end and the sample is not biased towards quick battles.
+        """
+        started = min(episodes, self.n)
+        wanted = np.zeros(self.n, bool)
+        wanted[:started] = True
+        kept: list[Episode] = []
+        while wanted.any():
+            for i, ep in zip(self.ended, self.step()):
+                if wanted[i]:
+                    kept.append(ep)
+                    if on_episode:
+                        on_episode(ep)
+                wanted[i] = started < episodes
+                started += int(wanted[i])
+        return kept

@@ -1,0 +1,169 @@
+"""Read stored versions back: padded episode arrays for training, and integrity checks.
+
+Reads the HDF5 file with h5py directly (the layout Minari wrote) rather than iterating Minari
+episode objects: one array copy per field per episode, fast enough for millions of steps.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import h5py
+import numpy as np
+
+from o2omarl.datasets.store import DATA_FILES, DatasetRecord, sha256
+from o2omarl.envs.base import EnvInfo
+from o2omarl.errors import BenchError, UsageError
+
+
+@dataclass
+class EpisodeArrays:
+    """E episodes padded to T = episode limit; `filled[e, t]` marks real steps."""
+
+    obs: np.ndarray  # (E, T+1, n_agents, obs_dim) float32
+    state: np.ndarray  # (E, T+1, state_dim) float32
+    avail: np.ndarray  # (E, T+1, n_agents, n_actions) bool
+    actions: np.ndarray  # (E, T, n_agents) int64
+    reward: np.ndarray  # (E, T) float32
+    terminated: np.ndarray  # (E, T) bool
+    truncated: np.ndarray  # (E, T) bool
+    filled: np.ndarray  # (E, T) bool
+
+    def __len__(self) -> int:
+        return len(self.reward)
+
+    @property
+    def steps(self) -> int:
+        return int(self.filled.sum())
+
+
+def check_fits(record: DatasetRecord, env: EnvInfo) -> None:
+    """Refuse a dataset recorded on another map or with other shapes than `env`."""
+    data_env = record.env
+    if (data_env.backend, data_env.map_name) != (env.backend, env.map_name):
+        raise UsageError(
+            f"dataset {record.dataset_id} is from {data_env.backend} map {data_env.map_name!r}, "
+            f"but the environment is {env.backend} map {env.map_name!r}"
+        )
+    if data_env.shapes() != env.shapes():
+        diff = {k: (v, env.shapes()[k]) for k, v in data_env.shapes().items()
+                if env.shapes()[k] != v}
+        raise UsageError(
+            f"dataset {record.dataset_id} does not fit map {env.map_name!r}: "
+            + ", ".join(f"{k} {a} in the dataset vs {b} in the env" for k, (a, b) in diff.items())
+        )
+
+
+def _expected(info: EnvInfo, T: int) -> dict:
+    n, d, a = info.n_agents, info.obs_dim, info.n_actions
+    return {
+        "observations": ((T + 1, n, d), np.floating),
+        "actions": ((T, n), np.integer),
+        "rewards": ((T,), np.floating),
+        "terminations": ((T,), np.bool_),
+        "truncations": ((T,), np.bool_),
+        "infos/state": ((T + 1, info.state_dim), np.floating),
+        "infos/avail_actions": ((T + 1, n, a), np.bool_),
+        "infos/battle_won": ((T,), np.bool_),
+    }
+
+
+def _episode_problem(ep: h5py.Group, info: EnvInfo) -> str | None:
+    if "rewards" not in ep:
+        return "has no rewards"
+    T = ep["rewards"].shape[0]
+    if T == 0 or T > info.episode_limit:
+        return f"has {T} steps (limit {info.episode_limit})"
+    for key, (shape, kind) in _expected(info, T).items():
+        if key not in ep:
+            return f"lacks {key}"
+        ds = ep[key]
+        if ds.shape != shape:
+            return f"{key} has shape {ds.shape}, expected {shape}"
+        if not np.issubdtype(ds.dtype, kind):
+            return f"{key} has dtype {ds.dtype}, expected {kind.__name__}"
+    return None
+
+
+def load(record: DatasetRecord, env: EnvInfo | None = None) -> EpisodeArrays:
+    """All episodes of a version as padded arrays ready for episode-batch sampling."""
+    if env is not None:
+        check_fits(record, env)
+    info = record.env
+    E, T = int(record.stats["episodes"]), info.episode_limit
+    n, d, a, s = info.n_agents, info.obs_dim, info.n_actions, info.state_dim
+    out = EpisodeArrays(
+        obs=np.zeros((E, T + 1, n, d), np.float32),
+        state=np.zeros((E, T + 1, s), np.float32),
+        avail=np.zeros((E, T + 1, n, a), bool),
+        actions=np.zeros((E, T, n), np.int64),
+        reward=np.zeros((E, T), np.float32),
+        terminated=np.zeros((E, T), bool),
+        truncated=np.zeros((E, T), bool),
+        filled=np.zeros((E, T), bool),
+    )
+    # Padded steps keep an available no-op so masked maxima over them stay finite.
+    out.avail[..., 0] = True
+    fields = [("observations", out.obs, 1), ("infos/state", out.state, 1),
+              ("infos/avail_actions", out.avail, 1), ("actions", out.actions, 0),
+              ("rewards", out.reward, 0), ("terminations", out.terminated, 0),
+              ("truncations", out.truncated, 0)]
+    path = record.path / DATA_FILES[0]
+    try:
+        with h5py.File(path, "r") as f:
+            if len(f) != E:
+                raise BenchError(f"dataset {record.dataset_id} holds {len(f)} episodes, "
+                                 f"its metadata says {E}; run `bench datasets verify`")
+            for e in range(E):
+                ep = f[f"episode_{e}"]
+                problem = _episode_problem(ep, info)
+                if problem:
+                    raise BenchError(f"dataset {record.dataset_id}: episode {e} {problem}")
+                L = ep["rewards"].shape[0]
+                for key, arr, extra in fields:
+                    ep[key].read_direct(arr[e], dest_sel=np.s_[: L + extra])
+                out.filled[e, :L] = True
+    except (OSError, KeyError) as exc:
+        raise BenchError(f"dataset {record.dataset_id} is corrupt ({path}: {exc}); "
+                         "run `bench datasets verify` and collect it again") from None
+    return out
+
+
+def verify(record: DatasetRecord) -> list[str]:
+    """Every problem found, first the checksums, then structure and counts. Empty if intact."""
+    problems = []
+    for rel, digest in record.meta.get("files", {}).items():
+        p = record.path / rel
+        if not p.is_file():
+            problems.append(f"{rel} is missing")
+        elif sha256(p) != digest:
+            problems.append(f"{rel} fails its sha256 checksum")
+    if problems:
+        return problems
+    info, stats = record.env, record.stats
+    try:
+        minari_meta = json.loads((record.path / DATA_FILES[1]).read_text())
+        with h5py.File(record.path / DATA_FILES[0], "r") as f:
+            steps = 0
+            for e in range(len(f)):
+                key = f"episode_{e}"
+                if key not in f:
+                    return [f"episode {e} is missing"]
+                problem = _episode_problem(f[key], info)
+                if problem:
+                    return [f"episode {e} {problem}"]
+                steps += f[key]["rewards"].shape[0]
+            counts = {"episodes": len(f), "steps": steps}
+    except (OSError, ValueError, KeyError) as exc:
+        return [f"cannot be read: {exc}"]
+    for name, got in counts.items():
+        if got != stats[name]:
+            problems.append(f"holds {got} {name}, metadata says {stats[name]}")
+        minari_key = f"total_{name}"
+        if minari_meta.get(minari_key) != got:
+            problems.append(f"holds {got} {name}, Minari's metadata says "
+                            f"{minari_meta.get(minari_key)}")
+    if minari_meta.get("dataset_id") != record.dataset_id:
+        problems.append(f"Minari's metadata names {minari_meta.get('dataset_id')!r}")
+    return problems

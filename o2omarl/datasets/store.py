@@ -1,0 +1,335 @@
+"""Versioned Minari datasets: write atomically, reuse identical settings, list, verify, delete.
+
+Layout (Minari's own, so `minari list local` / `minari show` / `minari.load_dataset` work):
+
+    $MINARI_DATASETS_PATH/smax/3m/heuristic-v0/data/main_data.hdf5   Minari's HDF5 episodes
+    $MINARI_DATASETS_PATH/smax/3m/heuristic-v0/data/metadata.json    Minari's metadata
+    $MINARI_DATASETS_PATH/smax/3m/heuristic-v0/o2omarl.json          ours: settings, statistics,
+                                                                     versions, sha256 of data/*
+
+A version is built in a hidden staging folder (Minari skips dot-folders) and renamed into place
+only when complete, so a killed collection never leaves a dataset id behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+
+import numpy as np
+
+from o2omarl.datasets.collect import Episode
+from o2omarl.envs.base import EnvInfo
+from o2omarl.errors import BenchError, UsageError
+
+SIDECAR = "o2omarl.json"
+FORMAT = "o2omarl-dataset/1"
+DATA_FILES = ("data/main_data.hdf5", "data/metadata.json")
+_ID = re.compile(r"^(?P<backend>[^/]+)/(?P<map>[^/]+)/(?P<tier>[^/]+?)(-v(?P<version>\d+))?$")
+PACKAGES = ("o2omarl", "jaxmarl", "jax", "minari", "h5py", "numpy", "torch")
+
+
+def root() -> Path:
+    """Minari's dataset root: MINARI_DATASETS_PATH, else ~/.minari/datasets."""
+    env = os.environ.get("MINARI_DATASETS_PATH")
+    path = Path(env) if env else Path.home() / ".minari" / "datasets"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _private() -> Path:
+    """Staging, locks and trash: a dot-folder inside the root (same filesystem, so renames are
+    atomic) that Minari's listing skips."""
+    path = root() / ".o2omarl"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def make_id(backend: str, map_name: str, tier: str, version: int) -> str:
+    return f"{backend}/{map_name}/{tier}-v{version}"
+
+
+def parse_id(dataset_id: str) -> dict:
+    m = _ID.match(dataset_id)
+    if not m:
+        raise UsageError(
+            f"bad dataset id {dataset_id!r}; expected <backend>/<map>/<tier>-v<N>, "
+            "e.g. smax/3m/heuristic-v0"
+        )
+    d = m.groupdict()
+    d["version"] = None if d["version"] is None else int(d["version"])
+    return d
+
+
+def package_versions() -> dict:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class DatasetRecord:
+    """One stored version, as `bench datasets list/show` and the loader see it."""
+
+    dataset_id: str
+    path: Path
+    meta: dict  # the sidecar
+
+    @property
+    def tier(self) -> str:
+        return parse_id(self.dataset_id)["tier"]
+
+    @property
+    def version(self) -> int:
+        return parse_id(self.dataset_id)["version"]
+
+    @property
+    def env(self) -> EnvInfo:
+        return EnvInfo(**self.meta["env"])
+
+    @property
+    def stats(self) -> dict:
+        return self.meta["stats"]
+
+    def size_bytes(self) -> int:
+        return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+
+
+def _read_sidecar(path: Path) -> dict:
+    try:
+        return json.loads((path / SIDECAR).read_text())
+    except FileNotFoundError:
+        raise BenchError(f"dataset at {path} has no {SIDECAR}: not written by o2omarl") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BenchError(f"dataset at {path}: {SIDECAR} is not valid JSON ({e})") from None
+
+
+def get(dataset_id: str) -> DatasetRecord:
+    parse_id(dataset_id)
+    path = root() / dataset_id
+    if not path.is_dir():
+        d = parse_id(dataset_id)
+        raise UsageError(
+            f"dataset {dataset_id!r} does not exist under {root()}; make it with "
+            f"`bench collect --map {d['map']}` (see `bench datasets list`)"
+        )
+    return DatasetRecord(dataset_id, path, _read_sidecar(path))
+
+
+def versions(backend: str, map_name: str, tier: str) -> list[int]:
+    folder = root() / backend / map_name
+    if not folder.is_dir():
+        return []
+    pat = re.compile(rf"^{re.escape(tier)}-v(\d+)$")
+    return sorted(int(m.group(1)) for p in folder.iterdir() if (m := pat.match(p.name)))
+
+
+def list_ids() -> list[str]:
+    """Every o2omarl dataset id under the root (folders holding our sidecar)."""
+    base = root()
+    ids = [str(p.parent.relative_to(base)) for p in base.glob(f"*/*/*/{SIDECAR}")]
+    return sorted(ids, key=lambda i: (i.rsplit("-v", 1)[0], int(i.rsplit("-v", 1)[1])))
+
+
+def resolve(spec: str, map_name: str | None = None, backend: str = "smax") -> DatasetRecord:
+    """A full id, an id without version (newest), or a bare tier of `map_name` (newest)."""
+    if "/" not in spec:
+        if map_name is None:
+            raise UsageError(f"dataset {spec!r} is a bare tier; give --map or a full id")
+        spec = f"{backend}/{map_name}/{spec}"
+    d = parse_id(spec)
+    if d["version"] is None:
+        found = versions(d["backend"], d["map"], d["tier"])
+        if not found:
+            hint = f"--behaviour {d['tier']}" if d["tier"] in ("heuristic", "random") else (
+                f"--tiers {d['tier']}")
+            raise UsageError(
+                f"no dataset {spec!r} under {root()}; make it with "
+                f"`bench collect --map {d['map']} {hint}`"
+            )
+        spec = make_id(d["backend"], d["map"], d["tier"], found[-1])
+    record = get(spec)
+    if map_name is not None and record.env.map_name != map_name:
+        raise UsageError(
+            f"dataset {spec} is from map {record.env.map_name!r}, not {map_name!r}"
+        )
+    return record
+
+
+@contextlib.contextmanager
+def _lock(name: str):
+    """Serialise writers of one dataset family (two `bench collect` of the same tier)."""
+    lock_dir = _private() / "locks"
+    lock_dir.mkdir(exist_ok=True)
+    with open(lock_dir / (name.replace("/", "__") + ".lock"), "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def find_same(backend: str, map_name: str, tier: str, settings: dict) -> DatasetRecord | None:
+    for v in versions(backend, map_name, tier):
+        dataset_id = make_id(backend, map_name, tier, v)
+        try:
+            rec = get(dataset_id)
+        except BenchError:
+            continue  # a damaged version is never reused; `datasets verify` reports it
+        if rec.meta.get("settings") == settings:
+            return rec
+    return None
+
+
+def episode_stats(episodes: list[Episode]) -> dict:
+    returns = np.array([e.ret for e in episodes])
+    lengths = np.array([e.length for e in episodes])
+    ends = [e.terminated[-1] for e in episodes]
+    return {
+        "episodes": len(episodes),
+        "steps": int(lengths.sum()),
+        "return_mean": float(returns.mean()),
+        "return_std": float(returns.std()),
+        "return_min": float(returns.min()),
+        "return_max": float(returns.max()),
+        "win_rate": float(np.mean([e.won for e in episodes])),
+        "length_mean": float(lengths.mean()),
+        "terminated_fraction": float(np.mean(ends)),
+    }
+
+
+def _minari_write(data_dir: Path, dataset_id: str, info: EnvInfo, episodes, description):
+    import gymnasium as gym
+    from minari.data_collector.episode_buffer import EpisodeBuffer
+    from minari.dataset.minari_storage import MinariStorage
+
+    obs_space = gym.spaces.Box(-np.inf, np.inf, (info.n_agents, info.obs_dim), np.float32)
+    act_space = gym.spaces.MultiDiscrete([info.n_actions] * info.n_agents)
+    # jpeg_encoding=False: Minari would otherwise treat 2-3D uint8 arrays as images, lossy.
+    storage = MinariStorage.new(
+        data_dir, observation_space=obs_space, action_space=act_space,
+        data_format="hdf5", jpeg_encoding=False,
+    )
+    storage.update_metadata({
+        "dataset_id": dataset_id,
+        "minari_version": importlib_metadata.version("minari"),
+        "algorithm_name": description["behaviour"],
+        "author": {"o2omarl"},
+        "code_permalink": "https://github.com/o2omarl/o2omarl",
+        "description": description["text"],
+        "requirements": [f"jaxmarl=={importlib_metadata.version('jaxmarl')}"],
+    })
+    storage.update_episodes(
+        EpisodeBuffer(
+            observations=e.obs,
+            actions=e.actions,
+            rewards=e.reward,
+            terminations=e.terminated,
+            truncations=e.truncated,
+            infos={"state": e.state, "avail_actions": e.avail, "battle_won": e.battle_won},
+        )
+        for e in episodes
+    )
+
+
+def write(
+    info: EnvInfo,
+    tier: str,
+    settings: dict,
+    episodes: list[Episode],
+    behaviour: dict,
+    extra: dict | None = None,
+) -> DatasetRecord:
+    """Store `episodes` as the next version of `<backend>/<map>/<tier>`, atomically.
+
+    Call under `claim()` so that the settings check and the new version are one step.
+    """
+    versions_now = versions(info.backend, info.map_name, tier)
+    version = versions_now[-1] + 1 if versions_now else 0
+    dataset_id = make_id(info.backend, info.map_name, tier, version)
+    stage = _private() / "staging" / uuid.uuid4().hex
+    try:
+        stage.mkdir(parents=True)
+        text = (f"{tier} tier on {info.backend} map {info.map_name}: {len(episodes)} episodes "
+                f"of behaviour {behaviour['name']}, epsilon {settings.get('epsilon', 0)}")
+        _minari_write(stage / "data", dataset_id, info, episodes,
+                      {"behaviour": behaviour["name"], "text": text})
+        meta = {
+            "format": FORMAT,
+            "dataset_id": dataset_id,
+            "tier": tier,
+            "settings": settings,
+            "env": info.to_dict(),
+            "behaviour": behaviour,
+            "stats": episode_stats(episodes),
+            "packages": package_versions(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "files": {f: sha256(stage / f) for f in DATA_FILES},
+            **(extra or {}),
+        }
+        tmp = stage / (SIDECAR + ".tmp")
+        tmp.write_text(json.dumps(meta, indent=2, sort_keys=True))
+        os.replace(tmp, stage / SIDECAR)
+        final = root() / dataset_id
+        final.parent.mkdir(parents=True, exist_ok=True)
+        _ensure_namespace(f"{info.backend}/{info.map_name}")
+        os.rename(stage, final)  # atomic; fails rather than overwrite an existing version
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return DatasetRecord(dataset_id, final, meta)
+
+
+def _ensure_namespace(namespace: str) -> None:
+    """Give Minari its namespace metadata file, as `minari.create_dataset_from_buffers` would."""
+    from minari.namespace import create_namespace, list_local_namespaces
+
+    if namespace not in list_local_namespaces():
+        with contextlib.suppress(ValueError):  # created meanwhile by another process
+            create_namespace(namespace, description=f"o2omarl datasets for {namespace}")
+
+
+@contextlib.contextmanager
+def claim(backend: str, map_name: str, tier: str):
+    """Hold the writer lock of one dataset family (reuse check + write as one step)."""
+    with _lock(f"{backend}/{map_name}/{tier}"):
+        yield
+
+
+def delete(dataset_id: str) -> Path:
+    rec = get(dataset_id)
+    trash = _private() / "trash" / uuid.uuid4().hex
+    trash.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(rec.path, trash)  # the id disappears at once; the bytes go after
+    shutil.rmtree(trash, ignore_errors=True)
+    return rec.path
+
+
+def clean_staging(max_age_s: float = 3600) -> None:
+    """Remove what killed writers left in staging (older than an hour: not still being written)."""
+    stage = _private() / "staging"
+    if stage.is_dir():
+        for p in stage.iterdir():
+            if time.time() - p.stat().st_mtime > max_age_s:
+                shutil.rmtree(p, ignore_errors=True)
