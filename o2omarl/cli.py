@@ -6,6 +6,7 @@ Library errors (`o2omarl.errors`) become one line on stderr and exit code 2 (usa
 
 from __future__ import annotations
 
+import json
 import sys
 import traceback
 
@@ -95,6 +96,59 @@ def collect(map_name, behaviour, episodes, epsilon, seed, num_envs, backend):
     if not res.reused:
         click.echo(f"elapsed:    {res.elapsed_s:.1f} s")
         click.echo(f"env-steps/s: {res.env_steps_per_s:,.0f} (excluding JIT compilation)")
+
+
+@cli.command()
+@click.argument("methods", nargs=-1)
+@click.option("--map", "map_name", default=None,
+              help="Map; omitted: every map that has the dataset tier.")
+@click.option("--dataset", default=None,
+              help="Dataset id, or a bare tier (newest version). Default: medium.")
+@click.option("--seed", type=int, default=None, help="Run this single seed.")
+@click.option("--seeds", type=int, default=None, help="Run seeds 0..N-1 (default 1).")
+@click.option("--steps", type=int, default=100_000, show_default=True,
+              help="Online env steps per run.")
+@click.option("--pretrain-steps", type=int, default=5000, show_default=True,
+              help="Offline updates (cached per dataset, settings and seed).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu",
+              show_default=True)
+@click.option("--runs-dir", type=click.Path(file_okay=False), default="runs", show_default=True)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config field, e.g. --set eps_start=0.2 (repeatable).")
+@click.option("--backend", default="smax", show_default=True)
+def run(methods, map_name, dataset, seed, seeds, steps, pretrain_steps, device, runs_dir,
+        overrides, backend):
+    """Offline pretraining (cached), then online fine-tuning, for each method and seed.
+
+    \b
+    Methods: qmix, ft-qmix, cql-ft, hybrid (and ovmse, ovm, se when registered).
+    Example: bench run ft-qmix --map 3m --dataset heuristic --steps 50000 \\
+                 --pretrain-steps 2000 --seed 0
+    """
+    from o2omarl.benchmark import run_all
+
+    if seed is not None and seeds is not None:
+        raise click.UsageError("give --seed or --seeds, not both")
+    if seeds is not None and seeds <= 0:
+        raise click.UsageError(f"--seeds must be a positive integer, got {seeds}")
+    seed_list = [seed] if seed is not None else list(range(seeds or 1))
+    rows = run_all(list(methods), map_name, dataset, seed_list, steps, pretrain_steps,
+                   runs_dir, device, _parse_overrides(overrides), backend, say=click.echo)
+    click.echo(_table(rows, ["method", "map", "dataset", "seed", "win rate", "return",
+                             "run dir"]))
+
+
+def _parse_overrides(items) -> dict:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.UsageError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 @cli.group()

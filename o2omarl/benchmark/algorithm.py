@@ -1,0 +1,39 @@
+"""The shared Algorithm interface the runner drives. Methods satisfy it structurally (they never
+import `benchmark/`); `registry.py` names them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Protocol
+
+from o2omarl.datasets.loader import EpisodeArrays
+from o2omarl.envs.base import EnvInfo, VecEnv
+
+Log = Callable[[dict], None]
+
+
+class Algorithm(Protocol):
+    name: ClassVar[str]
+    Config: ClassVar[type]  # a dataclass with documented defaults
+
+    def __init__(self, info: EnvInfo, config: Any = None, seed: int = 0,
+                 device: str = "cpu") -> None: ...
+
+    @property
+    def uses_offline_init(self) -> bool: ...  # starts from pretrained weights
+
+    @property
+    def uses_offline_data(self) -> bool: ...  # reads dataset episodes while fine-tuning
+
+    def pretrain(self, data: EpisodeArrays, log: Log, eval_env: VecEnv | None = None) -> dict: ...
+
+    def load_pretrained(self, state: dict) -> None: ...
+
+    def finetune(self, env: VecEnv, eval_env: VecEnv, budget: int, log: Log,
+                 data: EpisodeArrays | None = None, on_eval=None) -> dict: ...
+
+    def actor(self, num_envs: int): ...  # a greedy policy (obs, first) -> actions
+
+    def save(self, path: Path) -> None: ...
+
+    def load(self, path: Path) -> None: ...

@@ -1,0 +1,13 @@
+"""Shared value-decomposition machinery: agent RNN, mixers, episode buffer, learner, loops."""
+
+from o2omarl.qmix.acting import Actor, Schedule, epsilon_greedy, evaluate
+from o2omarl.qmix.algorithm import QmixConfig, QmixO2O, load_checkpoint
+from o2omarl.qmix.buffer import Batch, EpisodeStore
+from o2omarl.qmix.learner import ConservativeLoss, Learner, LearnerConfig, UpdateContext
+from o2omarl.qmix.train import Diverged, OnlineConfig, Parts, PretrainConfig
+
+__all__ = [
+    "Actor", "Batch", "ConservativeLoss", "Diverged", "EpisodeStore", "Learner",
+    "LearnerConfig", "OnlineConfig", "Parts", "PretrainConfig", "QmixConfig", "QmixO2O",
+    "Schedule", "UpdateContext", "epsilon_greedy", "evaluate", "load_checkpoint",
+]

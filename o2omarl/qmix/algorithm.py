@@ -1,0 +1,146 @@
+"""`QmixO2O`: one implementation of every O2O method's operations on the shared machinery.
+
+A method is a subclass that sets its name, its config dataclass (defaults documented there) and
+overrides at most three small hooks: `parts()` (exploration, epsilon schedule, batch mixing),
+`target_rule()` and `online_losses()`. Whether it starts from offline weights is a config field.
+These classes satisfy `benchmark.Algorithm` structurally; they never import `benchmark/`.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+
+from o2omarl.datasets.loader import EpisodeArrays
+from o2omarl.envs.base import EnvInfo, VecEnv
+from o2omarl.errors import BenchError
+from o2omarl.qmix.acting import Actor, Schedule, epsilon_greedy
+from o2omarl.qmix.buffer import EpisodeStore
+from o2omarl.qmix.learner import ConservativeLoss, Learner, LearnerConfig
+from o2omarl.qmix.train import (Log, OnlineConfig, Parts, PretrainConfig, pretrain,
+                                train_online)
+
+
+@dataclass
+class QmixConfig(LearnerConfig, OnlineConfig):
+    """Settings shared by every method (learner, online loop, offline pretraining)."""
+
+    init: str = "offline"  # "offline": start from pretrained weights; "random": from scratch
+    eps_start: float = 1.0  # epsilon at the first online step
+    eps_end: float = 0.05  # epsilon after `eps_anneal_steps`
+    eps_anneal_steps: int = 50_000  # env steps of linear epsilon annealing
+    pretrain_steps: int = 5000  # offline updates (when init == "offline" or data is used)
+    pretrain_batch_size: int = 32  # episodes per offline update
+    cql_alpha: float = 5.0  # conservative term weight during offline pretraining (see README)
+    pretrain_eval_interval: int = 1000  # offline updates between evaluations
+
+    def pretrain_config(self) -> PretrainConfig:
+        return PretrainConfig(steps=self.pretrain_steps, batch_size=self.pretrain_batch_size,
+                              cql_alpha=self.cql_alpha, eval_interval=self.pretrain_eval_interval,
+                              eval_episodes=self.eval_episodes)
+
+    def pretrain_key(self) -> dict:
+        """The settings that determine pretrained weights (the cache key, with dataset + seed)."""
+        names = {f.name for f in fields(LearnerConfig)} | {
+            "pretrain_steps", "pretrain_batch_size", "cql_alpha"}
+        return {k: v for k, v in asdict(self).items() if k in names}
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class QmixO2O:
+    name = "qmix-o2o"
+    Config = QmixConfig
+
+    def __init__(self, info: EnvInfo, config: QmixConfig | None = None, seed: int = 0,
+                 device: str = "cpu"):
+        self.info, self.cfg, self.seed, self.device = info, config or self.Config(), seed, device
+        torch.manual_seed(seed)
+        self.learner = Learner(info, self.cfg, device, self.target_rule(), self.online_losses())
+
+    # -- hooks a method overrides ------------------------------------------------------------
+    @property
+    def uses_offline_init(self) -> bool:
+        return self.cfg.init == "offline"
+
+    @property
+    def uses_offline_data(self) -> bool:
+        """Whether fine-tuning needs the dataset itself (not only pretrained weights)."""
+        return self.parts().offline_fraction > 0
+
+    def parts(self) -> Parts:
+        c = self.cfg
+        return Parts(explore=epsilon_greedy,
+                     epsilon=Schedule(c.eps_start, c.eps_end, c.eps_anneal_steps))
+
+    def target_rule(self):
+        return None
+
+    def online_losses(self) -> tuple:
+        return ()
+
+    # -- operations the runner needs ---------------------------------------------------------
+    def pretrain(self, data: EpisodeArrays, log: Log, eval_env: VecEnv | None = None) -> dict:
+        """Offline QMIX + conservative term on `data`; leaves the weights in this method."""
+        offline = Learner(self.info, self.cfg, self.device,
+                          extra_losses=(ConservativeLoss(self.cfg.cql_alpha),))
+        row = pretrain(offline, EpisodeStore.from_arrays(data, self.info),
+                       self.cfg.pretrain_config(), self.seed, log, eval_env)
+        self.load_pretrained(offline.state_dict())
+        return row
+
+    def load_pretrained(self, state: dict) -> None:
+        """Start fine-tuning from offline weights (fresh optimizer, targets synced)."""
+        self.learner.load_state_dict(state, weights_only=True)
+        self.on_pretrained()
+
+    def on_pretrained(self) -> None:
+        """Called once offline weights are in place (OVM freezes its memory here)."""
+
+    def finetune(self, env: VecEnv, eval_env: VecEnv, budget: int, log: Log,
+                 data: EpisodeArrays | None = None, on_eval=None) -> dict:
+        parts = self.parts()
+        offline = None
+        if parts.offline_fraction > 0:
+            if data is None:
+                raise BenchError(f"method {self.name} mixes offline episodes into its batches "
+                                 "and needs a dataset")
+            offline = EpisodeStore.from_arrays(data, self.info)
+        return train_online(self.learner, parts, self.cfg, env, eval_env, budget, self.seed,
+                            log, offline, label=f"{self.name} seed {self.seed}",
+                            on_eval=on_eval)
+
+    def actor(self, num_envs: int) -> Actor:
+        """A greedy batched policy (obs, first -> actions) with the current weights."""
+        return Actor(self.learner.agent, num_envs, self.info.n_agents, self.info.n_actions,
+                     None, self.seed, self.device)
+
+    def save(self, path: Path) -> None:
+        """Write a checkpoint atomically (temporary file, then rename)."""
+        path = Path(path)
+        buf = io.BytesIO()
+        torch.save({"method": self.name, "env": self.info.to_dict(),
+                    "config": self.cfg.to_dict(), "learner": self.learner.state_dict()}, buf)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(buf.getvalue())
+        tmp.replace(path)
+
+    def load(self, path: Path) -> None:
+        ckpt = load_checkpoint(path)
+        if ckpt["env"] != self.info.to_dict():
+            raise BenchError(f"checkpoint {path} is for {ckpt['env']['backend']} map "
+                             f"{ckpt['env']['map_name']!r}, not {self.info.map_name!r}")
+        self.learner.load_state_dict(ckpt["learner"])
+
+
+def load_checkpoint(path: Path) -> dict:
+    try:
+        return torch.load(Path(path), map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise BenchError(f"checkpoint {path} does not exist") from None
+    except Exception as e:  # truncated or not a torch file
+        raise BenchError(f"checkpoint {path} is unreadable ({type(e).__name__}: {e})") from None

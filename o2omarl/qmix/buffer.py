@@ -1,0 +1,113 @@
+"""Episode storage for learning: the online replay buffer and the offline dataset sampler are
+the same padded-array store, so the learner sees one batch type whichever the source."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+
+from o2omarl.datasets.collect import Episode
+from o2omarl.datasets.loader import EpisodeArrays
+from o2omarl.envs.base import EnvInfo
+
+
+@dataclass
+class Batch:
+    """B episodes as tensors, trimmed to the longest episode in the batch (T)."""
+
+    obs: torch.Tensor  # (B, T+1, n, obs_dim)
+    state: torch.Tensor  # (B, T+1, state_dim)
+    avail: torch.Tensor  # (B, T+1, n, A) bool
+    actions: torch.Tensor  # (B, T, n) long
+    reward: torch.Tensor  # (B, T)
+    terminated: torch.Tensor  # (B, T) float
+    truncated: torch.Tensor  # (B, T) float
+    filled: torch.Tensor  # (B, T) float
+    offline: torch.Tensor  # (B,) bool: which rows came from the offline dataset
+
+    @staticmethod
+    def cat(a: "Batch", b: "Batch") -> "Batch":
+        T = max(a.reward.shape[1], b.reward.shape[1])
+        out = {}
+        for f in fields(Batch):
+            x, y = getattr(a, f.name), getattr(b, f.name)
+            if f.name != "offline":
+                extra = 1 if f.name in ("obs", "state", "avail") else 0
+                x, y = _pad_time(x, T + extra), _pad_time(y, T + extra)
+            out[f.name] = torch.cat([x, y])
+        return Batch(**out)
+
+
+def _pad_time(x: torch.Tensor, T: int) -> torch.Tensor:
+    if x.shape[1] == T:
+        return x
+    pad = x.new_zeros((x.shape[0], T - x.shape[1]) + x.shape[2:])
+    if x.dtype == torch.bool and x.dim() == 4:  # avail: keep a valid action on padded steps
+        pad[..., 0] = True
+    return torch.cat([x, pad], dim=1)
+
+
+class EpisodeStore:
+    """A ring of up to `capacity` padded episodes; uniform episode sampling."""
+
+    def __init__(self, info: EnvInfo, capacity: int, offline: bool = False):
+        T, n = info.episode_limit, info.n_agents
+        self.capacity, self.offline = capacity, offline
+        self.data = EpisodeArrays(
+            obs=np.zeros((capacity, T + 1, n, info.obs_dim), np.float32),
+            state=np.zeros((capacity, T + 1, info.state_dim), np.float32),
+            avail=np.zeros((capacity, T + 1, n, info.n_actions), bool),
+            actions=np.zeros((capacity, T, n), np.int64),
+            reward=np.zeros((capacity, T), np.float32),
+            terminated=np.zeros((capacity, T), bool),
+            truncated=np.zeros((capacity, T), bool),
+            filled=np.zeros((capacity, T), bool),
+        )
+        self.lengths = np.zeros(capacity, np.int64)
+        self.size = 0
+        self._next = 0
+
+    @classmethod
+    def from_arrays(cls, arrays: EpisodeArrays, info: EnvInfo) -> "EpisodeStore":
+        """Wrap a loaded offline dataset without copying it."""
+        store = cls.__new__(cls)
+        store.capacity = store.size = len(arrays)
+        store.offline, store.data, store._next = True, arrays, 0
+        store.lengths = arrays.filled.sum(1)
+        return store
+
+    def add(self, ep: Episode) -> None:
+        i, L = self._next, ep.length
+        d = self.data
+        d.obs[i], d.state[i], d.avail[i] = 0, 0, False
+        d.avail[i, :, :, 0] = True  # padded steps keep one valid action (finite masked max)
+        d.obs[i, : L + 1], d.state[i, : L + 1], d.avail[i, : L + 1] = ep.obs, ep.state, ep.avail
+        for name, src in (("actions", ep.actions), ("reward", ep.reward),
+                          ("terminated", ep.terminated), ("truncated", ep.truncated)):
+            arr = getattr(d, name)
+            arr[i] = 0
+            arr[i, :L] = src
+        d.filled[i] = False
+        d.filled[i, :L] = True
+        self.lengths[i] = L
+        self._next = (i + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+
+    def sample(self, batch_size: int, rng: np.random.Generator, device="cpu") -> Batch:
+        idx = np.sort(rng.integers(0, self.size, batch_size))
+        return self.batch(idx, device)
+
+    def batch(self, idx: np.ndarray, device="cpu") -> Batch:
+        T = int(self.lengths[idx].max())
+        d = self.data
+        t = lambda a, extra=0, dtype=None: torch.as_tensor(  # noqa: E731
+            a[idx, : T + extra], device=device
+        ).to(dtype or torch.float32)
+        return Batch(
+            obs=t(d.obs, 1), state=t(d.state, 1), avail=t(d.avail, 1, torch.bool),
+            actions=t(d.actions, 0, torch.long), reward=t(d.reward),
+            terminated=t(d.terminated), truncated=t(d.truncated), filled=t(d.filled),
+            offline=torch.full((len(idx),), self.offline, dtype=torch.bool, device=device),
+        )

@@ -1,0 +1,191 @@
+"""The one QMIX learner every method uses: double-Q TD targets, target networks, masking.
+
+Methods plug in two kinds of small parts instead of copying this file:
+- a `TargetRule` rewrites the TD target (OVM lifts it towards the offline value memory);
+- `LossTerm`s add to the TD loss (the conservative term of offline pretraining and CQL-ft).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from o2omarl.envs.base import EnvInfo
+from o2omarl.qmix.buffer import Batch
+from o2omarl.qmix.networks import RNNAgent, agent_input_dim, build_inputs, make_mixer
+
+NEG_INF = -1e9  # masked Q-values: finite so that 0 * NEG_INF stays 0 in reductions
+
+
+@dataclass
+class LearnerConfig:
+    hidden: int = 64  # GRU hidden units of the shared agent
+    mixer: str = "qmix"  # qmix (monotone hypernetwork mixer) or vdn (sum)
+    mixer_embed: int = 32  # QMIX mixing embedding
+    hypernet_hidden: int = 64  # hidden units of the QMIX hypernetworks
+    lr: float = 5e-4  # Adam learning rate
+    gamma: float = 0.99
+    grad_clip: float = 10.0  # max gradient norm
+    target_update_interval: int = 100  # updates between hard copies into the target networks
+    double_q: bool = True
+    td_lambda: float = 0.0  # 0: one-step targets; >0: TD(lambda) over target-network values
+
+
+@dataclass
+class UpdateContext:
+    """Where training stands, for parts with schedules (OVM's lambda_t)."""
+
+    env_step: int = 0
+    budget: int = 1
+
+
+class TargetRule(Protocol):
+    def __call__(self, learner: "Learner", batch: Batch, y_td: torch.Tensor,
+                 ctx: UpdateContext) -> tuple[torch.Tensor, dict]: ...
+
+
+class LossTerm(Protocol):
+    def __call__(self, learner: "Learner", batch: Batch, q_all: torch.Tensor,
+                 ctx: UpdateContext) -> tuple[torch.Tensor, dict]: ...
+
+
+def masked_q(q: torch.Tensor, avail: torch.Tensor) -> torch.Tensor:
+    return q.masked_fill(~avail, NEG_INF)
+
+
+def prev_actions(actions: torch.Tensor) -> torch.Tensor:
+    """(B, T, n) actions -> (B, T+1, n) previous action at each step, -1 before the first."""
+    first = torch.full_like(actions[:, :1], -1)
+    return torch.cat([first, actions], dim=1)
+
+
+class Learner:
+    def __init__(self, info: EnvInfo, cfg: LearnerConfig | None = None, device="cpu",
+                 target_rule: TargetRule | None = None, extra_losses: tuple = ()):
+        self.info, self.cfg = info, cfg or LearnerConfig()
+        self.device = torch.device(device)
+        c = self.cfg
+        self.agent = RNNAgent(agent_input_dim(info), info.n_actions, c.hidden).to(self.device)
+        self.mixer = make_mixer(c.mixer, info, c.mixer_embed, c.hypernet_hidden).to(self.device)
+        self.target_agent = copy.deepcopy(self.agent).requires_grad_(False)
+        self.target_mixer = copy.deepcopy(self.mixer).requires_grad_(False)
+        self.params = list(self.agent.parameters()) + list(self.mixer.parameters())
+        self.optimizer = torch.optim.Adam(self.params, lr=c.lr)
+        self.target_rule = target_rule
+        self.extra_losses = tuple(extra_losses)
+        self.updates = 0
+
+    # -- weights -------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"agent": self.agent.state_dict(), "mixer": self.mixer.state_dict(),
+                "target_agent": self.target_agent.state_dict(),
+                "target_mixer": self.target_mixer.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, sd: dict, weights_only: bool = False) -> None:
+        """Load networks; `weights_only` starts a fresh optimizer and syncs the targets."""
+        self.agent.load_state_dict(sd["agent"])
+        self.mixer.load_state_dict(sd["mixer"])
+        if weights_only:
+            self.sync_targets()
+            return
+        self.target_agent.load_state_dict(sd["target_agent"])
+        self.target_mixer.load_state_dict(sd["target_mixer"])
+        self.optimizer.load_state_dict(sd["optimizer"])
+        self.updates = sd["updates"]
+
+    def sync_targets(self) -> None:
+        self.target_agent.load_state_dict(self.agent.state_dict())
+        self.target_mixer.load_state_dict(self.mixer.state_dict())
+
+    # -- the update ----------------------------------------------------------------------------
+    def q_values(self, agent: RNNAgent, batch: Batch) -> torch.Tensor:
+        """Unroll `agent` over the batch's trajectories: (B, T+1, n, A)."""
+        inputs = build_inputs(batch.obs, prev_actions(batch.actions), self.info.n_actions)
+        return agent.unroll(inputs)
+
+    def td_target(self, batch: Batch, q_all: torch.Tensor) -> torch.Tensor:
+        """y_TD = r + gamma (1 - terminated) Q_tot^-(s', argmax_a Q(s', a)); truncation bootstraps."""
+        with torch.no_grad():
+            tq_all = self.q_values(self.target_agent, batch)[:, 1:]
+            next_avail = batch.avail[:, 1:]
+            if self.cfg.double_q:
+                best = masked_q(q_all.detach()[:, 1:], next_avail).argmax(-1, keepdim=True)
+                tq = tq_all.gather(-1, best).squeeze(-1)
+            else:
+                tq = masked_q(tq_all, next_avail).max(-1).values
+            boot = self.target_mixer(tq, batch.state[:, 1:])  # Q_tot^-(s_{t+1}), (B, T)
+            not_term = 1.0 - batch.terminated
+            gamma, lam = self.cfg.gamma, self.cfg.td_lambda
+            if lam == 0:
+                return batch.reward + gamma * not_term * boot
+            # TD(lambda): G_t = r_t + gamma (1-term_t) [(1-lam) boot_t + lam G_{t+1}], cut to the
+            # one-step bootstrap at the last filled step (a truncation keeps its bootstrap).
+            T = batch.reward.shape[1]
+            y = torch.zeros_like(boot)
+            nxt = boot[:, -1]
+            for t in reversed(range(T)):
+                cont = batch.filled[:, t + 1] if t + 1 < T else torch.zeros_like(nxt)
+                mix = (1 - lam) * boot[:, t] + lam * nxt
+                mix = cont * mix + (1 - cont) * boot[:, t]
+                y[:, t] = batch.reward[:, t] + gamma * not_term[:, t] * mix
+                nxt = y[:, t]
+            return y
+
+    def update(self, batch: Batch, ctx: UpdateContext | None = None) -> dict:
+        ctx = ctx or UpdateContext()
+        q_all = self.q_values(self.agent, batch)  # (B, T+1, n, A)
+        T = batch.reward.shape[1]
+        q_taken = q_all[:, :T].gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
+        q_tot = self.mixer(q_taken, batch.state[:, :T])
+        y = self.td_target(batch, q_all)
+        metrics = {}
+        if self.target_rule is not None:
+            with torch.no_grad():
+                y, m = self.target_rule(self, batch, y, ctx)
+            metrics.update(m)
+        mask = batch.filled
+        n = mask.sum().clamp(min=1)
+        td = (q_tot - y.detach()) * mask
+        loss = (td**2).sum() / n
+        metrics["td_loss"] = loss.item()
+        for term in self.extra_losses:
+            extra, m = term(self, batch, q_all, ctx)
+            loss = loss + extra
+            metrics.update(m)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
+        self.optimizer.step()
+        self.updates += 1
+        if self.updates % self.cfg.target_update_interval == 0:
+            self.sync_targets()
+        metrics.update(loss=loss.item(), grad_norm=float(grad_norm),
+                       q_taken_mean=(q_tot * mask).sum().item() / n.item(),
+                       target_mean=(y * mask).sum().item() / n.item())
+        return metrics
+
+
+class ConservativeLoss:
+    """alpha * sum_i E[logsumexp_{a avail} Q_i(tau_i, a) - Q_i(tau_i, a_i^data)] (CQL for QMIX).
+
+    Pushes down every available action's value relative to the action in the data, so the
+    greedy policy stays on the data's support. Averaged over filled steps, summed over agents.
+    """
+
+    def __init__(self, alpha: float, offline_only: bool = False):
+        self.alpha, self.offline_only = alpha, offline_only
+
+    def __call__(self, learner: Learner, batch: Batch, q_all: torch.Tensor, ctx) -> tuple:
+        T = batch.reward.shape[1]
+        q = q_all[:, :T]
+        lse = torch.logsumexp(masked_q(q, batch.avail[:, :T]), dim=-1)
+        data_q = q.gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
+        mask = batch.filled
+        if self.offline_only:
+            mask = mask * batch.offline.unsqueeze(1).float()
+        gap = ((lse - data_q).sum(-1) * mask).sum() / mask.sum().clamp(min=1)
+        return self.alpha * gap, {"cql_gap": gap.item()}

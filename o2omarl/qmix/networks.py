@@ -1,0 +1,92 @@
+"""The shared value-decomposition networks (DESIGN.md section 5).
+
+A GRU agent shared by all agents (input: obs, previous action one-hot, agent id one-hot) and a
+monotone QMIX mixer conditioned on the global state; VDN (a plain sum) as the simple option.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from o2omarl.envs.base import EnvInfo
+
+
+def agent_input_dim(info: EnvInfo) -> int:
+    return info.obs_dim + info.n_actions + info.n_agents
+
+
+def build_inputs(obs: torch.Tensor, prev_actions: torch.Tensor, n_actions: int) -> torch.Tensor:
+    """(..., n_agents, obs_dim) obs + (..., n_agents) previous actions (-1 = none) -> inputs."""
+    n_agents = obs.shape[-2]
+    prev = F.one_hot(prev_actions.clamp(min=0), n_actions).to(obs.dtype)
+    prev = prev * (prev_actions >= 0).unsqueeze(-1).to(obs.dtype)
+    ids = torch.eye(n_agents, dtype=obs.dtype, device=obs.device).expand(*obs.shape[:-1], n_agents)
+    return torch.cat([obs, prev, ids], dim=-1)
+
+
+class RNNAgent(nn.Module):
+    """fc -> GRU cell -> fc; one network for every agent (parameter sharing)."""
+
+    def __init__(self, input_dim: int, n_actions: int, hidden: int = 64):
+        super().__init__()
+        self.hidden = hidden
+        self.fc1 = nn.Linear(input_dim, hidden)
+        self.rnn = nn.GRUCell(hidden, hidden)
+        self.fc2 = nn.Linear(hidden, n_actions)
+
+    def forward(self, inputs: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """inputs (B, input_dim), h (B, hidden) -> q (B, n_actions), h'."""
+        h = self.rnn(F.relu(self.fc1(inputs)), h)
+        return self.fc2(h), h
+
+    def unroll(self, inputs: torch.Tensor) -> torch.Tensor:
+        """inputs (B, T, n_agents, input_dim) from a zero state -> q (B, T, n_agents, A)."""
+        B, T, n, _ = inputs.shape
+        x = F.relu(self.fc1(inputs)).reshape(B, T, n, -1).transpose(0, 1).reshape(T, B * n, -1)
+        h = inputs.new_zeros(B * n, self.hidden)
+        hs = []
+        for t in range(T):  # GRUCell per step; nn.GRU would need a re-layout of the weights
+            h = self.rnn(x[t], h)
+            hs.append(h)
+        q = self.fc2(torch.stack(hs))  # (T, B*n, A)
+        return q.reshape(T, B, n, -1).transpose(0, 1)
+
+
+class QMixer(nn.Module):
+    """Q_tot = monotone mix of agent Qs, with weights from hypernetworks on the state."""
+
+    def __init__(self, n_agents: int, state_dim: int, embed: int = 32, hypernet_hidden: int = 64):
+        super().__init__()
+        self.n_agents, self.embed = n_agents, embed
+        self.hyper_w1 = nn.Sequential(nn.Linear(state_dim, hypernet_hidden), nn.ReLU(),
+                                      nn.Linear(hypernet_hidden, embed * n_agents))
+        self.hyper_b1 = nn.Linear(state_dim, embed)
+        self.hyper_w2 = nn.Sequential(nn.Linear(state_dim, hypernet_hidden), nn.ReLU(),
+                                      nn.Linear(hypernet_hidden, embed))
+        self.hyper_b2 = nn.Sequential(nn.Linear(state_dim, embed), nn.ReLU(), nn.Linear(embed, 1))
+
+    def forward(self, qs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """qs (B, T, n_agents), state (B, T, state_dim) -> Q_tot (B, T)."""
+        B, T, n = qs.shape
+        s = state.reshape(B * T, -1)
+        w1 = self.hyper_w1(s).abs().view(B * T, n, self.embed)  # abs: monotone in every Q_i
+        b1 = self.hyper_b1(s).view(B * T, 1, self.embed)
+        hidden = F.elu(torch.bmm(qs.reshape(B * T, 1, n), w1) + b1)
+        w2 = self.hyper_w2(s).abs().view(B * T, self.embed, 1)
+        b2 = self.hyper_b2(s).view(B * T, 1, 1)
+        return (torch.bmm(hidden, w2) + b2).view(B, T)
+
+
+class VDNMixer(nn.Module):
+    def forward(self, qs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        return qs.sum(dim=-1)
+
+
+def make_mixer(kind: str, info: EnvInfo, embed: int, hypernet_hidden: int) -> nn.Module:
+    if kind == "qmix":
+        return QMixer(info.n_agents, info.state_dim, embed, hypernet_hidden)
+    if kind == "vdn":
+        return VDNMixer()
+    raise ValueError(f"unknown mixer {kind!r}; accepted: qmix, vdn")
