@@ -48,6 +48,8 @@ class Parts:
     explore: ExplorationRule = epsilon_greedy
     epsilon: Schedule = field(default_factory=lambda: Schedule(1.0, 0.05, 50_000))
     offline_fraction: float = 0.0  # share of each batch drawn from the offline dataset
+    # Extra schedule values to log at each evaluation: (env_step, budget) -> {name: value}.
+    schedules: Callable[[int, int], dict] | None = None
 
 
 class _Window:
@@ -104,10 +106,12 @@ def train_online(
         step = rollout.env_steps
         if step >= next_eval or step >= budget:
             row = {"env_step": step, "episodes": episodes, "updates": learner.updates,
-                   "epsilon": parts.epsilon(step),
                    **evaluate(learner.agent, eval_env, cfg.eval_episodes, seed + 1_000_003,
                               learner.device),
                    **window.flush(),
+                   # schedules at this very step (not window means): eps_t, lambda_t
+                   "epsilon": parts.epsilon(step),
+                   **(parts.schedules(step, budget) if parts.schedules else {}),
                    "wall_s": time.monotonic() - start,
                    "env_steps_per_s": rollout.steady_rate()}
             log(row)

@@ -1,0 +1,181 @@
+"""OVMSE: Offline Value function Memory with Sequential Exploration (DESIGN.md section 5).
+
+OVM. A frozen copy of the offline agents and mixer gives Q_tot^off(s_t, a_t) on every sampled
+batch (unrolled on the same trajectories, no gradients), and the TD target becomes
+
+    y_OVM = y_TD + lambda_t * max(0, Q_tot^off(s_t, a_t) - y_TD)
+
+with lambda_t annealed from lambda_0 to 0 over the memory horizon. While lambda is high the
+target never falls below what offline training knew, which stops the collapse of pre-trained
+values when online data arrives.
+
+SE. Epsilon-greedy lets ~eps*n agents deviate at once; SE lets about one agent explore at a time
+while the others act greedily (at the start: exactly the offline policy).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from o2omarl.datasets.policies import uniform_available
+from o2omarl.qmix import Parts, QmixConfig, QmixO2O, UpdateContext
+from o2omarl.qmix.buffer import Batch
+
+LAMBDA_SCHEDULES = ("linear", "exponential", "constant")
+SE_MODES = ("decentralized", "centralized")
+
+
+# -- OVM ------------------------------------------------------------------------------------------
+def ovm_target(y_td: torch.Tensor, q_off: torch.Tensor, lam: float) -> torch.Tensor:
+    """y_TD + lambda max(0, Q_off - y_TD) = (1 - lambda) y_TD + lambda max(y_TD, Q_off)."""
+    return y_td + lam * (q_off - y_td).clamp(min=0)
+
+
+def memory_lambda(step: int, lambda_0: float, horizon: int, kind: str = "linear") -> float:
+    """lambda_t: from lambda_0 at step 0 to exactly 0 at the horizon and after.
+
+    linear: straight line; exponential: lambda_0 * exp(-5 t/H) (0.7% left at H, then 0);
+    constant: lambda_0 for the whole horizon, then 0.
+    """
+    if step >= horizon:
+        return 0.0
+    frac = step / max(horizon, 1)
+    if kind == "linear":
+        return lambda_0 * (1.0 - frac)
+    if kind == "exponential":
+        return lambda_0 * math.exp(-5.0 * frac)
+    if kind == "constant":
+        return lambda_0
+    raise ValueError(f"unknown lambda schedule {kind!r}; accepted: {', '.join(LAMBDA_SCHEDULES)}")
+
+
+class OfflineValueMemory:
+    """The OVM target rule: holds the frozen offline networks."""
+
+    def __init__(self, lambda_0: float, horizon_fraction: float, kind: str):
+        if kind not in LAMBDA_SCHEDULES:
+            raise ValueError(f"unknown lambda schedule {kind!r}; accepted: "
+                             f"{', '.join(LAMBDA_SCHEDULES)}")
+        self.lambda_0, self.horizon_fraction, self.kind = lambda_0, horizon_fraction, kind
+        self.agent = self.mixer = None
+
+    def freeze(self, agent: torch.nn.Module, mixer: torch.nn.Module) -> None:
+        """Keep a copy of the offline networks that no optimizer and no gradient ever touches."""
+        self.agent = copy.deepcopy(agent).requires_grad_(False).eval()
+        self.mixer = copy.deepcopy(mixer).requires_grad_(False).eval()
+
+    def lam(self, step: int, budget: int) -> float:
+        return memory_lambda(step, self.lambda_0, int(self.horizon_fraction * budget), self.kind)
+
+    @torch.no_grad()
+    def q_tot(self, learner, batch: Batch) -> torch.Tensor:
+        """Q_tot^off(s_t, a_t) of the batch's own trajectories: (B, T)."""
+        T = batch.reward.shape[1]
+        q = learner.q_values(self.agent, batch)[:, :T]
+        q_taken = q.gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
+        return self.mixer(q_taken, batch.state[:, :T])
+
+    def __call__(self, learner, batch: Batch, y_td: torch.Tensor, ctx: UpdateContext):
+        lam = self.lam(ctx.env_step, ctx.budget)
+        if self.agent is None or lam == 0.0:
+            return y_td, {"ovm_lambda": lam, "ovm_lifted_fraction": 0.0}
+        q_off = self.q_tot(learner, batch)
+        mask = batch.filled
+        lifted = ((q_off > y_td).float() * mask).sum() / mask.sum().clamp(min=1)
+        return ovm_target(y_td, q_off, lam), {
+            "ovm_lambda": lam, "ovm_lifted_fraction": lifted.item(),
+            "q_off_mean": ((q_off * mask).sum() / mask.sum().clamp(min=1)).item()}
+
+
+# -- SE -------------------------------------------------------------------------------------------
+def se_decentralized(greedy, avail, epsilon, rng):
+    """Each agent explores independently with probability eps/n: ~Binomial(n, eps/n) explorers."""
+    n = greedy.shape[-1]
+    explore = rng.random(greedy.shape) < epsilon / n
+    return np.where(explore, uniform_available(avail, rng), greedy), explore
+
+
+def se_centralized(greedy, avail, epsilon, rng):
+    """With probability eps exactly one agent, chosen uniformly, explores; otherwise none."""
+    N, n = greedy.shape
+    chosen = rng.integers(0, n, N)
+    explore = np.zeros((N, n), bool)
+    explore[np.arange(N), chosen] = rng.random(N) < epsilon
+    return np.where(explore, uniform_available(avail, rng), greedy), explore
+
+
+# -- methods --------------------------------------------------------------------------------------
+@dataclass
+class OvmseConfig(QmixConfig):
+    eps_start: float = 0.2  # O2O default: the pre-trained policy is already good
+    eps_end: float = 0.05
+    lambda_0: float = 1.0  # memory weight at the start of fine-tuning
+    memory_horizon: float = 0.2  # fraction of the online budget over which lambda reaches 0
+    lambda_schedule: str = "linear"  # linear | exponential | constant
+    se_mode: str = "decentralized"  # decentralized (eps/n per agent) | centralized (one agent)
+    use_ovm: bool = True
+    use_se: bool = True
+
+
+class Ovmse(QmixO2O):
+    """Offline value memory in the target + sequential exploration."""
+
+    name = "ovmse"
+    Config = OvmseConfig
+
+    def target_rule(self):
+        if not self.cfg.use_ovm:
+            return None
+        self.memory = OfflineValueMemory(self.cfg.lambda_0, self.cfg.memory_horizon,
+                                         self.cfg.lambda_schedule)
+        return self.memory
+
+    def on_pretrained(self) -> None:
+        if self.cfg.use_ovm:
+            self.memory.freeze(self.learner.agent, self.learner.mixer)
+
+    def parts(self) -> Parts:
+        parts = super().parts()
+        if self.cfg.use_se:
+            if self.cfg.se_mode not in SE_MODES:
+                raise ValueError(f"unknown se_mode {self.cfg.se_mode!r}; accepted: "
+                                 f"{', '.join(SE_MODES)}")
+            parts.explore = se_decentralized if self.cfg.se_mode == "decentralized" \
+                else se_centralized
+        if self.cfg.use_ovm:
+            parts.schedules = lambda step, budget: {"ovm_lambda": self.memory.lam(step, budget)}
+        return parts
+
+
+@dataclass
+class OvmConfig(OvmseConfig):
+    use_se: bool = False
+
+
+class Ovm(Ovmse):
+    """Ablation: the offline value memory with ordinary (per-agent) epsilon-greedy."""
+
+    name = "ovm"
+    Config = OvmConfig
+
+
+@dataclass
+class SeConfig(OvmseConfig):
+    use_ovm: bool = False
+
+
+class Se(Ovmse):
+    """Ablation: sequential exploration with the plain TD target."""
+
+    name = "se"
+    Config = SeConfig
+
+
+METHODS = (Ovmse, Ovm, Se)
+__all__ = ["METHODS", "OfflineValueMemory", "Ovm", "Ovmse", "OvmseConfig", "Se",
+           "memory_lambda", "ovm_target", "se_centralized", "se_decentralized"]
