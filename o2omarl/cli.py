@@ -63,40 +63,59 @@ def maps(backend):
 
 @cli.command()
 @click.option("--map", "map_name", required=True, help="Map name, see `bench maps`.")
-@click.option("--behaviour", default="heuristic", show_default=True,
-              help="random | heuristic.")
-@click.option("--episodes", type=int, default=1000, show_default=True)
-@click.option("--epsilon", type=float, default=0.0, show_default=True,
-              help="Per-agent probability of a uniform available action.")
+@click.option("--behaviour", default="qmix", show_default=True,
+              help="qmix (train a behaviour QMIX, write tiers) | heuristic | random | "
+                   "checkpoint:PATH.")
+@click.option("--tiers", default="poor,medium,good,replay", show_default=True,
+              help="With --behaviour qmix: which tiers to produce.")
+@click.option("--episodes", type=int, default=1000, show_default=True,
+              help="Episodes per dataset.")
+@click.option("--epsilon", type=float, default=None,
+              help="Per-agent probability of a uniform available action "
+                   "[default: 0; 0.05 for qmix tiers].")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--num-envs", type=int, default=32, show_default=True,
               help="Parallel environments.")
+@click.option("--train-steps", type=int, default=1_000_000, show_default=True,
+              help="With --behaviour qmix: cap on behaviour-training env steps.")
+@click.option("--tier", "tier_name", default="checkpoint", show_default=True,
+              help="With --behaviour checkpoint:PATH: the tier name of the dataset.")
 @click.option("--backend", default="smax", show_default=True)
-def collect(map_name, behaviour, episodes, epsilon, seed, num_envs, backend):
-    """Collect an offline dataset and store it as a versioned Minari dataset.
+def collect(map_name, behaviour, tiers, episodes, epsilon, seed, num_envs, train_steps,
+            tier_name, backend):
+    """Collect offline datasets and store them as versioned Minari datasets.
 
     Identical settings reuse the existing version; changed settings create the next one.
 
     \b
-    Example: bench collect --map 3m --behaviour heuristic --episodes 200 --seed 0
+    Examples:
+      bench collect --map 2s3z                      # trained tiers poor/medium/good/replay
+      bench collect --map 3m --behaviour heuristic --episodes 200 --seed 0
+      bench collect --map 3m --behaviour checkpoint:runs/3m/heuristic-v0/ft-qmix/seed_0/model.pt
     """
-    from o2omarl import datasets
+    from o2omarl.benchmark.tiers import collect_any
 
-    res = datasets.collect(map_name, behaviour, episodes, epsilon, seed, num_envs, backend)
+    report = collect_any(map_name, behaviour, tiers, episodes, epsilon, seed, num_envs,
+                         train_steps, tier_name, backend, say=click.echo)
+    for res in report.produced.values():
+        _summary(res)
+    for tier, why in report.missing.items():
+        click.echo(f"tier {tier} not produced: {why}")
+
+def _summary(res) -> None:
     rec, s = res.record, res.record.stats
     if res.reused:
         click.echo(f"{rec.dataset_id} already holds these settings; nothing rewritten.")
-    click.echo(f"id:         {rec.dataset_id}")
-    click.echo(f"episodes:   {s['episodes']}")
-    click.echo(f"steps:      {s['steps']}")
-    click.echo(f"return:     {s['return_mean']:.2f} +- {s['return_std']:.2f}  (max ~20)")
-    click.echo(f"win rate:   {s['win_rate']:.3f}")
-    click.echo(f"size:       {_mb(rec.size_bytes())}")
-    click.echo(f"path:       {rec.path}")
+    click.echo(f"id:          {rec.dataset_id}")
+    click.echo(f"episodes:    {s['episodes']}")
+    click.echo(f"steps:       {s['steps']}")
+    click.echo(f"return:      {s['return_mean']:.2f} +- {s['return_std']:.2f}  (max ~20)")
+    click.echo(f"win rate:    {s['win_rate']:.3f}")
+    click.echo(f"size:        {_mb(rec.size_bytes())}")
+    click.echo(f"path:        {rec.path}")
     if not res.reused:
-        click.echo(f"elapsed:    {res.elapsed_s:.1f} s")
+        click.echo(f"elapsed:     {res.elapsed_s:.1f} s")
         click.echo(f"env-steps/s: {res.env_steps_per_s:,.0f} (excluding JIT compilation)")
-
 
 @cli.command()
 @click.argument("methods", nargs=-1)

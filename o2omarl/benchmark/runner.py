@@ -32,7 +32,7 @@ from o2omarl.errors import BenchError, UsageError, positive
 DEFAULT_TIER = "medium"
 
 
-def _write_json(path: Path, obj) -> None:
+def write_json(path: Path, obj) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
     tmp.replace(path)
@@ -188,7 +188,7 @@ def _pretrained(method, job: JobSpec, runs_dir: Path, data, eval_env, say) -> No
         log_path.unlink(missing_ok=True)
         say(f"offline pretraining on {job.dataset.dataset_id}: {job.pretrain_steps} updates")
         method.pretrain(data, JsonLines(log_path), eval_env)
-        _write_json(folder / "key.json", key)
+        write_json(folder / "key.json", key)
         method.save(model)
 
 
@@ -210,15 +210,15 @@ def run_job(job: JobSpec, runs_dir: Path, say=print) -> dict:
                   "config": method.cfg.to_dict(), "env": method.info.to_dict(),
                   "packages": store.package_versions(), "git_commit": git_commit(),
                   "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        _write_json(run_dir / "config.json", config)
-        _write_json(status_path, {"state": "running", "pid": os.getpid()})
+        write_json(run_dir / "config.json", config)
+        write_json(status_path, {"state": "running", "pid": os.getpid()})
         try:
             row = _execute(method, job, runs_dir, run_dir, say)
         except BaseException as e:
             msg = str(e) or type(e).__name__
-            _write_json(status_path, {"state": "failed", "error": msg})
+            write_json(status_path, {"state": "failed", "error": msg})
             raise
-        _write_json(status_path, {"state": "done", "final": row})
+        write_json(status_path, {"state": "done", "final": row})
     return row
 
 
@@ -233,6 +233,6 @@ def _execute(method, job: JobSpec, runs_dir: Path, run_dir: Path, say) -> dict:
     env = make_env(job.map_name, method.cfg.num_envs, job.backend)
     checkpoint = run_dir / "checkpoint.pt"
     row = method.finetune(env, eval_env, job.steps, JsonLines(run_dir / "metrics.jsonl"),
-                          data, on_eval=lambda step: method.save(checkpoint))
+                          data, on_eval=lambda step, row: method.save(checkpoint))
     method.save(run_dir / "model.pt")
     return row

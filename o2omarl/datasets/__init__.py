@@ -65,7 +65,9 @@ def collect(
         env = make_env(map_name, num_envs, backend)
         pol = policy or make_builtin(behaviour, env, seed)
         if epsilon > 0:
-            pol = EpsilonMix(pol, epsilon, seed)
+            # A recurrent policy must see the action actually taken, so it explores itself.
+            pol = pol.with_epsilon(epsilon) if hasattr(pol, "with_epsilon") else \
+                EpsilonMix(pol, epsilon, seed)
         start = time.monotonic()
         rollout = Rollout(env, pol, seed)
         bar = Progress(f"collect {backend}/{map_name}/{tier}", episodes, "episodes",

@@ -69,6 +69,11 @@ class Actor:
         self.epsilon = 0.0
         self.explored = np.zeros((num_envs, n_agents), bool)  # last step's exploring agents
 
+    def with_epsilon(self, epsilon: float) -> "Actor":
+        """Epsilon-greedy from here on (used for dataset rollouts of a trained policy)."""
+        self.explore, self.epsilon = self.explore or epsilon_greedy, epsilon
+        return self
+
     @torch.no_grad()
     def greedy(self, obs: Obs, first: np.ndarray) -> np.ndarray:
         N, n = obs.avail.shape[:2]

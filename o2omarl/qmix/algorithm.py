@@ -102,7 +102,7 @@ class QmixO2O:
         """Called once offline weights are in place (OVM freezes its memory here)."""
 
     def finetune(self, env: VecEnv, eval_env: VecEnv, budget: int, log: Log,
-                 data: EpisodeArrays | None = None, on_eval=None) -> dict:
+                 data: EpisodeArrays | None = None, on_eval=None, buffer=None) -> dict:
         parts = self.parts()
         offline = None
         if parts.offline_fraction > 0:
@@ -112,7 +112,7 @@ class QmixO2O:
             offline = EpisodeStore.from_arrays(data, self.info)
         return train_online(self.learner, parts, self.cfg, env, eval_env, budget, self.seed,
                             log, offline, label=f"{self.name} seed {self.seed}",
-                            on_eval=on_eval)
+                            on_eval=on_eval, buffer=buffer)
 
     def actor(self, num_envs: int) -> Actor:
         """A greedy batched policy (obs, first -> actions) with the current weights."""

@@ -66,6 +66,7 @@ class EpisodeStore:
             filled=np.zeros((capacity, T), bool),
         )
         self.lengths = np.zeros(capacity, np.int64)
+        self.won = np.zeros(capacity, bool)  # battle_won is only ever true on the last step
         self.size = 0
         self._next = 0
 
@@ -76,6 +77,7 @@ class EpisodeStore:
         store.capacity = store.size = len(arrays)
         store.offline, store.data, store._next = True, arrays, 0
         store.lengths = arrays.filled.sum(1)
+        store.won = np.zeros(len(arrays), bool)
         return store
 
     def add(self, ep: Episode) -> None:
@@ -91,9 +93,22 @@ class EpisodeStore:
             arr[i, :L] = src
         d.filled[i] = False
         d.filled[i, :L] = True
-        self.lengths[i] = L
+        self.lengths[i], self.won[i] = L, ep.won
         self._next = (i + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
+
+    def episodes(self):
+        """The stored episodes, oldest first, as `Episode`s (e.g. to write a replay dataset)."""
+        order = range(self.size) if self.size < self.capacity else (
+            (self._next + k) % self.capacity for k in range(self.capacity))
+        d = self.data
+        for i in order:
+            L = int(self.lengths[i])
+            yield Episode(obs=d.obs[i, : L + 1], state=d.state[i, : L + 1],
+                          avail=d.avail[i, : L + 1], actions=d.actions[i, :L],
+                          reward=d.reward[i, :L], terminated=d.terminated[i, :L],
+                          truncated=d.truncated[i, :L],
+                          battle_won=self.won[i] & (np.arange(L) == L - 1))
 
     def sample(self, batch_size: int, rng: np.random.Generator, device="cpu") -> Batch:
         idx = np.sort(rng.integers(0, self.size, batch_size))

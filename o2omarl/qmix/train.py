@@ -87,14 +87,19 @@ def train_online(
     log: Log,
     offline: EpisodeStore | None = None,
     label: str = "train",
-    on_eval: Callable[[int], None] | None = None,
+    on_eval: Callable[[int, dict], bool | None] | None = None,
+    buffer: EpisodeStore | None = None,
 ) -> dict:
-    """Fine-tune (or train from scratch) for `budget` env steps; returns the last metrics row."""
+    """Fine-tune (or train from scratch) for `budget` env steps; returns the last metrics row.
+
+    `on_eval(step, row)` runs after each evaluation (checkpoints, snapshots); returning True
+    stops training there. Pass `buffer` to keep a handle on the replay episodes.
+    """
     info = env.info
     actor = Actor(learner.agent, env.num_envs, info.n_agents, info.n_actions, parts.explore,
                   seed, learner.device)
     rollout = Rollout(env, actor, seed)
-    buffer = EpisodeStore(info, cfg.buffer_episodes)
+    buffer = buffer if buffer is not None else EpisodeStore(info, cfg.buffer_episodes)
     rng = np.random.default_rng([seed, 3])
     n_off = round(cfg.batch_size * parts.offline_fraction) if offline is not None else 0
     n_on = cfg.batch_size - n_off
@@ -115,11 +120,11 @@ def train_online(
                    "wall_s": time.monotonic() - start,
                    "env_steps_per_s": rollout.steady_rate()}
             log(row)
-            if on_eval:
-                on_eval(step)
             bar.update(step, f"win rate {row['test_win_rate']:.2f}",
                        rate=rollout.steady_rate(), force=True)
             next_eval = (step // cfg.eval_interval + 1) * cfg.eval_interval
+            if on_eval and on_eval(step, row):
+                break
         if step >= budget:
             break
         actor.epsilon = parts.epsilon(step)

@@ -1,0 +1,186 @@
+"""OG-MARL-style dataset tiers from a trained behaviour QMIX (DESIGN.md section 4).
+
+A behaviour QMIX is trained online; the policy is snapshotted when its evaluation return first
+reaches each tier's target, and each snapshot is rolled out with epsilon 0.05. `replay` is the
+behaviour run's own replay buffer at the medium snapshot. Snapshots are kept (hidden in the
+dataset root) and referenced, with their sha256, from each dataset's metadata.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from o2omarl import datasets
+from o2omarl.baselines import Qmix
+from o2omarl.benchmark.runner import JsonLines, write_json
+from o2omarl.datasets import store
+from o2omarl.envs import DEFAULT_BACKEND, MAX_RETURN, env_info, make_env
+from o2omarl.errors import UsageError, one_of, positive
+from o2omarl.qmix import EpisodeStore, QmixO2O, load_checkpoint
+from o2omarl.qmix.algorithm import QmixConfig
+
+# Target mean return (fraction of the ~20 maximum) at which a tier's snapshot is taken: the
+# lower end of OG-MARL's ranges (poor 25-35%, medium 50-60%, good 80-90%).
+TIER_TARGETS = {"poor": 0.25, "medium": 0.50, "good": 0.80}
+TIERS = ("poor", "medium", "good", "replay")
+ROLLOUT_EPSILON = 0.05
+DEFAULT_TRAIN_STEPS = 1_000_000
+
+
+@dataclass
+class TierReport:
+    produced: dict = field(default_factory=dict)  # tier -> CollectResult
+    missing: dict = field(default_factory=dict)  # tier -> why
+
+
+def parse_tiers(text: str) -> list[str]:
+    tiers = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [t for t in tiers if t not in TIERS]
+    if bad or not tiers:
+        raise UsageError(f"unknown tier {bad[0] if bad else text!r}; accepted: {', '.join(TIERS)}")
+    return tiers
+
+
+def checkpoint_policy(path: str | Path, map_name: str, num_envs: int, backend: str):
+    """A greedy batched policy from any checkpoint saved by `bench run` or a snapshot."""
+    ckpt = load_checkpoint(path)
+    info = env_info(map_name, backend)
+    if ckpt["env"] != info.to_dict():
+        raise UsageError(f"checkpoint {path} is for map {ckpt['env']['map_name']!r} "
+                         f"({ckpt['env']['backend']}), not {map_name!r}")
+    fields = {k: v for k, v in ckpt["config"].items() if k in QmixConfig.__dataclass_fields__}
+    method = QmixO2O(info, QmixConfig(**fields))
+    method.learner.load_state_dict(ckpt["learner"])
+    return method.actor(num_envs), {"name": "qmix", "checkpoint": str(Path(path).resolve()),
+                                    "sha256": store.sha256(Path(path))}
+
+
+BEHAVIOURS = ("qmix", "heuristic", "random", "checkpoint:PATH")
+
+
+def collect_any(map_name: str, behaviour: str = "qmix", tiers: str = "poor,medium,good,replay",
+                episodes: int = 1000, epsilon: float | None = None, seed: int = 0,
+                num_envs: int = 32, train_steps: int = DEFAULT_TRAIN_STEPS,
+                tier_name: str = "checkpoint", backend: str = DEFAULT_BACKEND,
+                say=print) -> TierReport:
+    """`bench collect`: trained tiers (qmix), a saved policy (checkpoint:PATH) or a built-in."""
+    if behaviour == "qmix":
+        if epsilon not in (None, ROLLOUT_EPSILON):
+            raise UsageError(f"--epsilon {epsilon}: qmix tiers are rolled out with epsilon "
+                             f"{ROLLOUT_EPSILON}")
+        return collect_tiers(map_name, parse_tiers(tiers), episodes, seed, train_steps,
+                             num_envs, backend, say=say)
+    if behaviour.startswith("checkpoint:"):
+        res = collect_from_checkpoint(behaviour.split(":", 1)[1], map_name, tier_name, episodes,
+                                      epsilon or 0.0, seed, num_envs, backend)
+    elif behaviour in datasets.BUILTIN_BEHAVIOURS:
+        res = datasets.collect(map_name, behaviour, episodes, epsilon or 0.0, seed, num_envs,
+                               backend)
+    else:
+        raise one_of("behaviour", behaviour, BEHAVIOURS)
+    return TierReport(produced={res.record.tier: res})
+
+
+def collect_from_checkpoint(path: str, map_name: str, tier: str, episodes: int, epsilon: float,
+                            seed: int, num_envs: int, backend: str = DEFAULT_BACKEND):
+    positive("--episodes", episodes)
+    policy, meta = checkpoint_policy(path, map_name, num_envs, backend)
+    return datasets.collect(map_name, "qmix", episodes, epsilon, seed, num_envs, backend,
+                            tier=tier, policy=policy, behaviour_meta=meta)
+
+
+def collect_tiers(map_name: str, tiers: list[str], episodes: int = 1000, seed: int = 0,
+                  train_steps: int = DEFAULT_TRAIN_STEPS, num_envs: int = 32,
+                  backend: str = DEFAULT_BACKEND, overrides: dict | None = None,
+                  say=print) -> TierReport:
+    positive("--episodes", episodes)
+    positive("--train-steps", train_steps)
+    info = env_info(map_name, backend)
+    cfg = replace(Qmix.Config(), **(overrides or {}))
+    settings = {"map": map_name, "backend": backend, "seed": seed, "train_steps": train_steps,
+                "config": cfg.to_dict(), "targets": TIER_TARGETS}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    folder = store.root() / ".o2omarl" / "behaviours" / backend / map_name / digest
+    folder.mkdir(parents=True, exist_ok=True)
+    report = TierReport()
+    wanted = [t for t in tiers if t != "replay"]
+    snaps = {t: folder / f"{t}.pt" for t in TIER_TARGETS}
+    replay_done = "replay" not in tiers or _replay_record(backend, map_name, digest) is not None
+    if not all(snaps[t].exists() for t in wanted) or not replay_done:
+        _train_behaviour(info, cfg, seed, train_steps, tiers, snaps, digest, report, say)
+    for t in wanted:
+        if not snaps[t].exists():
+            report.missing.setdefault(t, f"target return {TIER_TARGETS[t] * MAX_RETURN:.1f} "
+                                         f"not reached within {train_steps:,} training steps")
+            continue
+        policy, meta = checkpoint_policy(snaps[t], map_name, num_envs, backend)
+        meta["snapshot"] = json.loads(snaps[t].with_suffix(".json").read_text())
+        meta["behaviour_run"] = digest
+        report.produced[t] = datasets.collect(
+            map_name, "qmix", episodes, ROLLOUT_EPSILON, seed, num_envs, backend, tier=t,
+            policy=policy, behaviour_meta=meta)
+    if "replay" in tiers and "replay" not in report.produced:
+        rec = _replay_record(backend, map_name, digest)
+        if rec is not None:
+            report.produced["replay"] = datasets.CollectResult(rec, reused=True)
+        else:
+            report.missing.setdefault("replay", "the medium target was never reached, and the "
+                                      "replay tier is the replay up to the medium snapshot")
+    return report
+
+
+def _replay_record(backend, map_name, digest):
+    for v in reversed(store.versions(backend, map_name, "replay")):
+        rec = store.get(store.make_id(backend, map_name, "replay", v))
+        if rec.meta.get("behaviour", {}).get("behaviour_run") == digest:
+            return rec
+    return None
+
+
+def _train_behaviour(info, cfg, seed, train_steps, tiers, snaps, digest, report, say):
+    method = Qmix(info, cfg, seed)
+    buffer = EpisodeStore(info, cfg.buffer_episodes)
+    (snaps["poor"].parent / "train.jsonl").unlink(missing_ok=True)
+    best = {"return": float("-inf")}
+
+    def on_eval(step: int, row: dict) -> bool:
+        best["return"] = max(best["return"], row["test_return"])
+        for tier, frac in TIER_TARGETS.items():
+            if not snaps[tier].exists() and row["test_return"] >= frac * MAX_RETURN:
+                snap = {"env_step": step, "test_return": row["test_return"],
+                        "test_win_rate": row["test_win_rate"]}
+                write_json(snaps[tier].with_suffix(".json"), snap)
+                method.save(snaps[tier])  # last: the .pt marks a complete snapshot
+                say(f"snapshot {tier}: return {row['test_return']:.2f} at step {step:,}")
+                if tier == "medium" and "replay" in tiers:
+                    _write_replay(info, buffer, digest, snap, say, report)
+        return all(snaps[t].exists() for t in TIER_TARGETS if t in tiers or (
+            t == "medium" and "replay" in tiers))
+
+    say(f"training the behaviour QMIX on {info.map_name} (at most {train_steps:,} env steps)")
+    log = JsonLines(snaps["poor"].parent / "train.jsonl")
+    method.finetune(make_env(info.map_name, cfg.num_envs, info.backend),
+                    make_env(info.map_name, cfg.eval_episodes, info.backend), train_steps, log,
+                    on_eval=on_eval, buffer=buffer)
+    for t in TIER_TARGETS:
+        if not snaps[t].exists():
+            report.missing[t] = (f"target return {TIER_TARGETS[t] * MAX_RETURN:.1f} not reached "
+                                 f"within {train_steps:,} training steps (best evaluation "
+                                 f"return {best['return']:.2f})")
+
+
+def _write_replay(info, buffer: EpisodeStore, digest: str, snap: dict, say, report) -> None:
+    eps = list(buffer.episodes())
+    settings = {"backend": info.backend, "map": info.map_name, "tier": "replay",
+                "behaviour": {"name": "qmix-replay", "behaviour_run": digest},
+                "episodes": len(eps)}
+    with store.claim(info.backend, info.map_name, "replay"):
+        same = store.find_same(info.backend, info.map_name, "replay", settings)
+        rec = same or store.write(info, "replay", settings, eps,
+                                  {"name": "qmix-replay", "behaviour_run": digest,
+                                   "snapshot": snap})
+    report.produced["replay"] = datasets.CollectResult(rec, reused=same is not None)
+    say(f"replay tier: {len(eps)} episodes up to the medium snapshot -> {rec.dataset_id}")
