@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/bench maps
 	$(BIN)/bench collect --map 3m --behaviour heuristic --episodes 200 --seed 0
+	$(BIN)/bench run ovmse --map 3m --dataset heuristic --steps 20000 --pretrain-steps 1000 --seed 0
 	$(BIN)/bench datasets list
 
 test: install
