@@ -125,7 +125,8 @@ class Rollout:
         wanted[:started] = True
         kept: list[Episode] = []
         while wanted.any():
-            for i, ep in zip(self.ended, self.step()):
+            finished = self.step()  # sets self.ended: read it only afterwards
+            for i, ep in zip(self.ended, finished):
                 if wanted[i]:
                     kept.append(ep)
                     if on_episode:

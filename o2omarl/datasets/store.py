@@ -197,8 +197,10 @@ def find_same(backend: str, map_name: str, tier: str, settings: dict) -> Dataset
         try:
             rec = get(dataset_id)
         except BenchError:
-            continue  # a damaged version is never reused; `datasets verify` reports it
-        if rec.meta.get("settings") == settings:
+            continue  # damaged versions are never reused; `datasets verify` reports them
+        if rec.meta.get("settings") == settings and all(
+                (rec.path / f).is_file() and sha256(rec.path / f) == digest
+                for f, digest in rec.meta.get("files", {}).items()):
             return rec
     return None
 

@@ -45,6 +45,11 @@ def _jaxmarl():
     """Import jaxmarl once, lazily; it prints two lines to stdout that must not reach the CLI."""
     with _quiet_stdout():
         import jax
+
+        # A persistent XLA cache: every `bench` command would otherwise recompile the env's
+        # step function (~3 s per map and batch size). JAX_COMPILATION_CACHE_DIR overrides.
+        jax.config.update("jax_compilation_cache_dir", os.environ.get(
+            "JAX_COMPILATION_CACHE_DIR", os.path.expanduser("~/.cache/o2omarl/jax")))
         from jaxmarl.environments.smax import HeuristicEnemySMAX, map_name_to_scenario
         from jaxmarl.environments.smax.heuristic_enemy import (
             create_heuristic_policy,

@@ -13,6 +13,7 @@ from typing import Protocol
 
 import torch
 
+from o2omarl.devices import limit_torch_threads
 from o2omarl.envs.base import EnvInfo
 from o2omarl.qmix.buffer import Batch
 from o2omarl.qmix.networks import RNNAgent, agent_input_dim, build_inputs, make_mixer
@@ -65,6 +66,7 @@ def prev_actions(actions: torch.Tensor) -> torch.Tensor:
 class Learner:
     def __init__(self, info: EnvInfo, cfg: LearnerConfig | None = None, device="cpu",
                  target_rule: TargetRule | None = None, extra_losses: tuple = ()):
+        limit_torch_threads()
         self.info, self.cfg = info, cfg or LearnerConfig()
         self.device = torch.device(device)
         c = self.cfg

@@ -1,0 +1,1 @@
+"""Tables and figures from the run store (DESIGN.md section 6)."""

@@ -1,0 +1,33 @@
+"""Per-run O2O metrics from a run's evaluation rows (DESIGN.md section 6).
+
+Rows are metrics.jsonl entries with `env_step` and `test_win_rate`; step 0 is the offline policy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def run_metrics(rows: list[dict], budget: int, threshold: float = 0.8) -> dict:
+    """Before -> after, unlearning drop, AUC, steps to `threshold` win rate, regret."""
+    steps = np.array([r["env_step"] for r in rows], dtype=float)
+    wr = np.array([r["test_win_rate"] for r in rows], dtype=float)
+    early = wr[steps <= 0.1 * budget]
+    reached = steps[wr >= threshold]
+    train = [r["train_win_rate"] for r in rows if "train_win_rate" in r]
+    return {
+        "wr_start": float(wr[0]),
+        "wr_final": float(wr[-3:].mean()),  # mean over the last 3 evaluations
+        "wr_min_early": float(early.min()),  # min over the first 10% of the budget
+        "unlearning_drop": float(max(0.0, wr[0] - early.min())),
+        "auc": _auc(steps, wr, budget),
+        "steps_to_threshold": float(reached[0]) if len(reached) else float("nan"),
+        "regret": float(1.0 - np.mean(train)) if train else float("nan"),
+    }
+
+
+def _auc(steps: np.ndarray, wr: np.ndarray, budget: int) -> float:
+    """Mean test win rate over the online budget (trapezoid over evaluation points)."""
+    if len(steps) < 2:
+        return float(wr[0])
+    return float(np.trapezoid(wr, steps) / max(steps[-1] - steps[0], 1))

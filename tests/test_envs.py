@@ -1,0 +1,238 @@
+"""The batched environment contract (DESIGN.md section 3) on real SMAX battles on 3m.
+
+Every test drives the real jitted SMAX simulator. Ground truth for "who is alive" comes from the
+global state vector, whose SMAX layout is one block of F features per unit (health fraction first,
+then x, y in map units; all zeros for a dead unit), followed by the unit teams and unit types.
+"""
+
+from __future__ import annotations
+
+
+import numpy as np
+import pytest
+
+from o2omarl.envs import MAX_RETURN, env_info, list_maps, make_env
+from o2omarl.envs.smax import SmaxVecEnv
+from o2omarl.errors import UsageError
+
+MAP = "3m"
+N = 16  # the same num_envs as the session fixture `heuristic_3m`: one compiled shape
+STOP = 4  # SMAX ally actions: 0-3 moves (N, E, S, W), 4 stop (always available), 5+ attacks
+MOVES = np.array([[0, 1], [1, 0], [0, -1], [-1, 0]], np.float32)
+MAP_SIZE = 32.0  # SMAX's default map is 32 x 32; touching a wall kills a unit
+
+
+def units(state: np.ndarray, info) -> tuple[np.ndarray, np.ndarray]:
+    """(health fraction (..., U), position (..., U, 2)) of every unit, allies first."""
+    u = info.n_agents + info.n_enemies
+    f = (info.state_dim - 2 * u) // u
+    assert u * f + 2 * u == info.state_dim, "unexpected SMAX world-state layout"
+    blocks = state[..., : u * f].reshape(state.shape[:-1] + (u, f))
+    return blocks[..., 0], blocks[..., 1:3]
+
+
+def side_alive(state: np.ndarray, info) -> tuple[np.ndarray, np.ndarray]:
+    health, _ = units(state, info)
+    return (health[..., : info.n_agents] > 0).any(-1), (health[..., info.n_agents:] > 0).any(-1)
+
+
+class StopPolicy:
+    def __call__(self, obs, first):
+        return np.full(obs.avail.shape[:2], STOP)
+
+
+class FleePolicy:
+    """Each ally takes the move that leaves it farthest from the nearest living enemy, staying 2
+    units off the walls. It never attacks, so it never wins; most battles reach the time limit
+    undecided (the enemies are as fast as the allies), some end with the allies caught."""
+
+    def __init__(self, info):
+        self.info = info
+
+    def __call__(self, obs, first):
+        info, step = self.info, 3.15 * 8 / 16  # marine speed * world steps * dt: one env step
+        health, pos = units(obs.state, info)
+        allies, enemies = pos[:, : info.n_agents], pos[:, info.n_agents:]
+        enemy_alive = health[:, info.n_agents:] > 0
+        cand = allies[:, :, None, :] + MOVES[None, None] * step  # (N, a, 4, 2)
+        dist = np.linalg.norm(cand[:, :, :, None, :] - enemies[:, None, None], axis=-1)
+        dist = np.where(enemy_alive[:, None, None, :], dist, np.inf).min(-1)
+        inside = np.all((cand > 2.0) & (cand < MAP_SIZE - 2.0), axis=-1)
+        acts = np.where(inside, dist, -np.inf).argmax(-1)
+        ok = np.take_along_axis(obs.avail, acts[..., None], -1)[..., 0]
+        return np.where(ok, acts, STOP)
+
+
+@pytest.fixture(scope="module")
+def env():
+    return SmaxVecEnv(MAP, N)
+
+
+def check_obs(o, info, n=N):
+    assert o.obs.shape == (n, info.n_agents, info.obs_dim) and o.obs.dtype == np.float32
+    assert o.state.shape == (n, info.state_dim) and o.state.dtype == np.float32
+    assert o.avail.shape == (n, info.n_agents, info.n_actions) and o.avail.dtype == np.bool_
+    assert o.avail[..., STOP].all(), "stop must always be available"
+
+
+def first_episodes(env, policy, seed):
+    """Step until every env has finished its first episode, checking the per-step contract.
+
+    Returns per env: length, terminated, truncated, battle_won, return, terminal state.
+    """
+    info, n = env.info, env.num_envs
+    o = env.reset(seed)
+    check_obs(o, info, n)
+    t = np.zeros(n, int)
+    first = np.ones(n, bool)
+    out = {"length": np.zeros(n, int), "terminated": np.zeros(n, bool),
+           "truncated": np.zeros(n, bool), "won": np.zeros(n, bool),
+           "ret": np.zeros(n, np.float64), "final_state": np.zeros((n, info.state_dim))}
+    ended = np.zeros(n, bool)
+    for _ in range(info.episode_limit):
+        acts = policy(o, first)
+        assert np.take_along_axis(o.avail, acts[..., None], -1).all()
+        s = env.step(acts)
+        t += 1
+        for k in ("terminated", "truncated", "battle_won"):
+            assert getattr(s, k).shape == (n,) and getattr(s, k).dtype == np.bool_
+        assert s.reward.shape == (n,) and s.reward.dtype == np.float32
+        check_obs(s.next, info, n)
+        check_obs(s.cont, info, n)
+        assert not (s.terminated & s.truncated).any(), "terminated and truncated both true"
+        assert not (s.battle_won & ~s.terminated).any(), "a win must be a decided battle"
+        # A time-limit end happens exactly at the limit, and the limit always ends an episode.
+        np.testing.assert_array_equal(s.truncated, (t == info.episode_limit) & ~s.terminated)
+        assert s.done[t == info.episode_limit].all()
+        # Decided means one side is wiped out in the terminal state; undecided means neither.
+        allies, enemies = side_alive(s.next.state, info)
+        np.testing.assert_array_equal(s.terminated, ~allies | ~enemies)
+        np.testing.assert_array_equal(s.battle_won, ~enemies & allies)
+        # `cont` equals `next` where the episode goes on; ended envs were reset to a fresh battle.
+        go = ~s.done
+        for a, b in zip(s.cont, s.next):
+            np.testing.assert_array_equal(a[go], b[go])
+        if s.done.any():
+            d = s.done
+            assert (s.cont.obs[d] != s.next.obs[d]).reshape(d.sum(), -1).any(-1).all()
+            health, _ = units(s.cont.state[d], info)
+            np.testing.assert_array_equal(health, 1.0)  # every unit alive at full health
+        now = s.done & ~ended
+        out["length"][now] = t[now]
+        out["terminated"][now] = s.terminated[now]
+        out["truncated"][now] = s.truncated[now]
+        out["won"][now] = s.battle_won[now]
+        out["final_state"][now] = s.next.state[now]
+        out["ret"] += np.where(ended, 0.0, s.reward)
+        ended |= s.done
+        t[s.done] = 0
+        first = s.done.copy()
+        o = s.cont
+        if ended.all():
+            break
+    assert ended.all(), "the time limit must end every episode"
+    return out
+
+
+def test_list_maps_and_env_info():
+    maps = list_maps()
+    assert "3m" in maps and "2s3z" in maps
+    info = env_info(MAP)
+    assert (info.backend, info.map_name) == ("smax", "3m")
+    assert (info.n_agents, info.n_enemies, info.episode_limit) == (3, 3, 100)
+    assert info.n_actions == 5 + info.n_enemies  # 4 moves, stop, one attack per enemy
+    assert info.obs_dim > 0 and info.state_dim > 0
+    two = env_info("2s3z")
+    assert (two.n_agents, two.n_enemies, two.n_actions) == (5, 5, 10)
+    assert make_env(MAP, 2).info == info
+
+
+@pytest.mark.parametrize("call", [
+    lambda: env_info("4m"),
+    lambda: SmaxVecEnv("4m", 2),
+    lambda: make_env("4m", 2),
+])
+def test_unknown_map_lists_valid_maps(call):
+    with pytest.raises(UsageError) as e:
+        call()
+    msg = str(e.value)
+    assert "'4m'" in msg and "3m" in msg and "2s3z" in msg
+    assert "\n" not in msg
+    assert e.value.exit_code == 2
+
+
+def test_unknown_backend():
+    with pytest.raises(UsageError, match="'nope'.*smax"):
+        env_info(MAP, backend="nope")
+
+
+def test_reset_contract_and_determinism(env):
+    info = env.info
+    a = env.reset(7)
+    check_obs(a, info)
+    # 16 units apart at the start, attack range 5: nobody can shoot yet; all moves possible.
+    assert not a.avail[..., 5:].any()
+    assert a.avail[..., :5].all()
+    health, pos = units(a.state, info)
+    np.testing.assert_array_equal(health, 1.0)
+    assert ((pos > 0) & (pos < MAP_SIZE)).all()
+    b = env.reset(7)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    c = env.reset(8)
+    assert not np.array_equal(a.obs, c.obs)
+    # Parallel envs are different battles, not copies.
+    assert not np.array_equal(a.state[0], a.state[1])
+
+
+def test_step_before_reset_is_an_error():
+    with pytest.raises(RuntimeError, match="reset"):
+        SmaxVecEnv(MAP, 2).step(np.full((2, 3), STOP))
+
+
+def test_stop_policy_loses_every_battle(env):
+    """Units that only `stop` are shot by the heuristic enemies: a decided battle (terminated),
+    lost, with no damage dealt (reward exactly 0), long before the time limit."""
+    r = first_episodes(env, StopPolicy(), seed=0)
+    assert r["terminated"].all() and not r["truncated"].any() and not r["won"].any()
+    assert (r["length"] < env.info.episode_limit).all()
+    np.testing.assert_array_equal(r["ret"], 0.0)
+    allies, enemies = side_alive(r["final_state"], env.info)
+    assert not allies.any() and enemies.all()
+
+
+def test_time_limit_is_truncation_not_termination(env):
+    """Battles that reach the limit undecided end truncated at exactly step 100 (=
+    info.episode_limit), never terminated, never won; `cont` holds the reset battle."""
+    # Seed 1: most battles reach the limit while a few envs were caught and reset earlier, so
+    # one batch mixes both kinds of end (seed-determined: SMAX on CPU is deterministic).
+    r = first_episodes(env, FleePolicy(env.info), seed=1)
+    trunc = r["truncated"]
+    assert trunc.sum() >= N // 2, f"only {trunc.sum()} of {N} battles reached the time limit"
+    assert (~trunc).any(), "expected some battles decided before the limit"
+    assert (r["length"][trunc] == env.info.episode_limit).all()
+    assert not r["terminated"][trunc].any() and not r["won"].any()
+    allies, enemies = side_alive(r["final_state"], env.info)
+    assert allies[trunc].all() and enemies[trunc].all()
+    # The others were caught: decided before the limit, lost.
+    assert r["terminated"][~trunc].all() and (r["length"][~trunc] < env.info.episode_limit).all()
+    assert not allies[~trunc].any()
+    np.testing.assert_array_equal(r["ret"], 0.0)  # never attacks, so never damages
+
+
+def test_heuristic_wins_are_terminated_with_return_20(env):
+    from o2omarl.datasets.policies import HeuristicPolicy
+
+    r = first_episodes(env, HeuristicPolicy(env, 0), seed=0)
+    won = r["won"]
+    assert won.any() and (~won).any(), "expected both wins and losses from 16 heuristic battles"
+    assert r["terminated"][won].all() and not r["truncated"][won].any()
+    # SMAC scale: enemy health removed (10) + win bonus (10) = 20 for every win.
+    np.testing.assert_allclose(r["ret"][won], MAX_RETURN, atol=0.01)
+    assert (r["ret"] <= MAX_RETURN + 0.01).all()
+    assert (r["ret"][~won] < MAX_RETURN - 1).all()
+    # A loss earns only the damage dealt: at most 10 (all enemy health), no bonus.
+    lost = r["terminated"] & ~won
+    assert ((r["ret"][lost] >= 0) & (r["ret"][lost] <= MAX_RETURN / 2 + 0.01)).all()
+    _, enemies = side_alive(r["final_state"], env.info)
+    assert not enemies[won].any()
