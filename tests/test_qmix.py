@@ -415,3 +415,23 @@ def test_bench_run_missing_dataset_names_the_collect_command(fresh_root, tmp_pat
     assert "bench collect --map 3m" in err and "medium" in err
     assert len(err.strip().splitlines()) == 1
     assert not runs.exists()
+
+
+@pytest.mark.parametrize("setting, named", [
+    ("hidden=abc", "hidden"),  # wrong type
+    ("lambda_schedule=cosine", "linear"),  # not an accepted value: the accepted ones are listed
+    ("se_mode=sideways", "decentralized"),
+    ("nope=1", "nope"),  # a key no requested method has
+])
+def test_bench_run_rejects_bad_settings_before_any_job(heuristic_3m, tmp_path, capsys, setting,
+                                                       named):
+    """`--set` is validated for every method before the first job starts (ovmse would run
+    first here): exit 2, one line, no run directory and no pretraining cache."""
+    runs = tmp_path / "runs"
+    argv = ["run", "ovmse", "ft-qmix", "--map", "3m", "--dataset", heuristic_3m.dataset_id,
+            "--steps", "100", "--pretrain-steps", "10", "--runs-dir", str(runs), "--set", setting]
+    code, out, err = _bench(argv, capsys)
+    assert code == 2
+    assert named in err and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+    assert not runs.exists()

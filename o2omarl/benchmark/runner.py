@@ -93,7 +93,7 @@ class JobSpec:
     dataset: DatasetRecord | None
     backend: str = DEFAULT_BACKEND
     device: str = "cpu"
-    overrides: dict | None = None
+    config: object = None  # the method's resolved config dataclass
 
     @property
     def data_dir(self) -> str:
@@ -131,6 +131,11 @@ def plan(methods: list[str], map_name: str | None, dataset: str | None, seeds: l
     positive("--pretrain-steps", pretrain_steps)
     if not seeds:
         raise UsageError("--seeds must be a positive integer")
+    known = set().union(*({f.name for f in fields(c.Config)} for c in classes))
+    unknown = sorted(set(overrides or {}) - known)
+    if unknown:
+        raise UsageError(f"unknown setting {unknown[0]!r} for {', '.join(methods)}; accepted: "
+                         f"{', '.join(sorted(known))}")
     jobs = []
     for m in resolve_maps(map_name, dataset, backend):
         info = env_info(m, backend)
@@ -144,9 +149,10 @@ def plan(methods: list[str], map_name: str | None, dataset: str | None, seeds: l
             if dataset is not None or any(_needs_data(c) for c in classes):
                 raise
         for cls in classes:
+            config = _config(cls, pretrain_steps, overrides or {})
             for seed in seeds:
                 jobs.append(JobSpec(cls.name, m, seed, steps, pretrain_steps, record,
-                                    backend, device, overrides))
+                                    backend, device, config))
     return jobs
 
 
@@ -155,16 +161,15 @@ def _needs_data(cls) -> bool:
     return cfg.init == "offline" or getattr(cfg, "offline_fraction", 0) > 0
 
 
+def _config(cls, pretrain_steps: int, overrides: dict):
+    """A method's config: its defaults, the overrides it has fields for, the budget."""
+    mine = {k: v for k, v in overrides.items() if k in {f.name for f in fields(cls.Config)}}
+    return replace(cls.Config.build(**mine), pretrain_steps=pretrain_steps)
+
+
 def _make_method(job: JobSpec):
     cls = registry.get(job.method)
-    valid = {f.name for f in fields(cls.Config)}
-    over = dict(job.overrides or {})
-    unknown = set(over) - valid
-    if unknown:
-        raise UsageError(f"unknown setting(s) {sorted(unknown)} for method {job.method}; "
-                         f"accepted: {', '.join(sorted(valid))}")
-    cfg = replace(cls.Config(), pretrain_steps=job.pretrain_steps, **over)
-    return cls(env_info(job.map_name, job.backend), cfg, job.seed, job.device)
+    return cls(env_info(job.map_name, job.backend), job.config, job.seed, job.device)
 
 
 def _pretrained(method, job: JobSpec, runs_dir: Path, data, eval_env, say) -> None:

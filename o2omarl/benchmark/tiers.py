@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from o2omarl import datasets
@@ -99,7 +99,7 @@ def collect_tiers(map_name: str, tiers: list[str], episodes: int = 1000, seed: i
     positive("--episodes", episodes)
     positive("--train-steps", train_steps)
     info = env_info(map_name, backend)
-    cfg = replace(Qmix.Config(), **(overrides or {}))
+    cfg = Qmix.Config.build(**(overrides or {}))
     settings = {"map": map_name, "backend": backend, "seed": seed, "train_steps": train_steps,
                 "config": cfg.to_dict(), "targets": TIER_TARGETS}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]

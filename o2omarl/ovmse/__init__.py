@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -120,6 +121,9 @@ class OvmseConfig(QmixConfig):
     se_mode: str = "decentralized"  # decentralized (eps/n per agent) | centralized (one agent)
     use_ovm: bool = True
     use_se: bool = True
+
+    CHOICES: ClassVar[dict] = {**QmixConfig.CHOICES, "lambda_schedule": LAMBDA_SCHEDULES,
+                               "se_mode": SE_MODES}
 
 
 class Ovmse(QmixO2O):

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import io
 from dataclasses import asdict, dataclass, fields
+from typing import ClassVar
 from pathlib import Path
 
 import torch
 
 from o2omarl.datasets.loader import EpisodeArrays
 from o2omarl.envs.base import EnvInfo, VecEnv
-from o2omarl.errors import BenchError
+from o2omarl.errors import BenchError, UsageError
 from o2omarl.qmix.acting import Actor, Schedule, epsilon_greedy
 from o2omarl.qmix.buffer import EpisodeStore
 from o2omarl.qmix.learner import ConservativeLoss, Learner, LearnerConfig
@@ -50,6 +51,43 @@ class QmixConfig(LearnerConfig, OnlineConfig):
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    # Fields restricted to a set of values (subclasses add theirs).
+    CHOICES: ClassVar[dict] = {"init": ("offline", "random"), "mixer": ("qmix", "vdn")}
+
+    @classmethod
+    def build(cls, **overrides) -> "QmixConfig":
+        """Defaults with `overrides` applied, each cast to its field's type and checked.
+
+        Raises UsageError naming the key and the accepted values, so `bench run --set` fails
+        before any job starts.
+        """
+        types = {f.name: type(f.default) for f in fields(cls)}
+        values = {}
+        for key, value in overrides.items():
+            if key not in types:
+                raise UsageError(f"unknown setting {key!r}; accepted: {', '.join(sorted(types))}")
+            values[key] = _cast(key, value, types[key])
+            allowed = cls.CHOICES.get(key)
+            if allowed and values[key] not in allowed:
+                raise UsageError(f"{key}={value!r} is not accepted; accepted: "
+                                 f"{', '.join(allowed)}")
+        return cls(**values)
+
+
+def _cast(key: str, value, kind: type):
+    if kind is bool:
+        if isinstance(value, bool) or str(value).lower() in ("true", "false"):
+            return value if isinstance(value, bool) else str(value).lower() == "true"
+    else:
+        try:
+            cast = kind(value)
+            if kind is int and cast != float(value):
+                raise ValueError
+            return cast
+        except (TypeError, ValueError):
+            pass
+    raise UsageError(f"{key}={value!r} is not a valid {kind.__name__}")
 
 
 class QmixO2O:
