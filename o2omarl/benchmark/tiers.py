@@ -149,7 +149,8 @@ def _train_behaviour(info, cfg, seed, train_steps, tiers, snaps, digest, report,
     def on_eval(step: int, row: dict) -> bool:
         best["return"] = max(best["return"], row["test_return"])
         for tier, frac in TIER_TARGETS.items():
-            if not snaps[tier].exists() and row["test_return"] >= frac * MAX_RETURN:
+            # step > 0: a tier comes from training, never from the untrained initial policy
+            if step > 0 and not snaps[tier].exists() and row["test_return"] >= frac * MAX_RETURN:
                 snap = {"env_step": step, "test_return": row["test_return"],
                         "test_win_rate": row["test_win_rate"]}
                 write_json(snaps[tier].with_suffix(".json"), snap)
@@ -174,6 +175,9 @@ def _train_behaviour(info, cfg, seed, train_steps, tiers, snaps, digest, report,
 
 def _write_replay(info, buffer: EpisodeStore, digest: str, snap: dict, say, report) -> None:
     eps = list(buffer.episodes())
+    if not eps:
+        report.missing["replay"] = "no episode had finished by the medium snapshot"
+        return
     settings = {"backend": info.backend, "map": info.map_name, "tier": "replay",
                 "behaviour": {"name": "qmix-replay", "behaviour_run": digest},
                 "episodes": len(eps)}
