@@ -7,7 +7,6 @@ that ties them together run on real SMAX, real networks and real HDF5 files.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import h5py
