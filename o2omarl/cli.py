@@ -140,7 +140,7 @@ def run(methods, map_name, dataset, seed, seeds, steps, pretrain_steps, device, 
     """Offline pretraining (cached), then online fine-tuning, for each method and seed.
 
     \b
-    Methods: qmix, ft-qmix, cql-ft, hybrid (and ovmse, ovm, se when registered).
+    Methods: qmix, ft-qmix, cql-ft, hybrid, ovm, se, ovmse.
     Example: bench run ft-qmix --map 3m --dataset heuristic --steps 50000 \\
                  --pretrain-steps 2000 --seed 0
     """

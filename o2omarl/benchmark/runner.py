@@ -125,7 +125,8 @@ def plan(methods: list[str], map_name: str | None, dataset: str | None, seeds: l
          overrides: dict | None = None) -> list[JobSpec]:
     """Validate everything before any folder is made; one JobSpec per map x method x seed."""
     if not methods:
-        raise UsageError(f"name at least one method; accepted: {', '.join(sorted(registry.METHODS))}")
+        accepted = ", ".join(sorted(registry.METHODS))
+        raise UsageError(f"name at least one method; accepted: {accepted}")
     classes = [registry.get(m) for m in methods]
     positive("--steps", steps)
     positive("--pretrain-steps", pretrain_steps)

@@ -170,7 +170,7 @@ class SmaxVecEnv:
 
     @cached_property
     def heuristic_fn(self):
-        """SMAX's scripted micro for the allied team, batched: (keys, pstate, obs) -> acts, pstate."""
+        """SMAX's scripted allied micro, batched: (keys, pstate, obs) -> (actions, pstate)."""
         jm = _jaxmarl()
         jax = jm["jax"]
         policy = jm["create_heuristic_policy"](self._env._env, team=0)

@@ -110,7 +110,9 @@ class Learner:
         return agent.unroll(inputs)
 
     def td_target(self, batch: Batch, q_all: torch.Tensor) -> torch.Tensor:
-        """y_TD = r + gamma (1 - terminated) Q_tot^-(s', argmax_a Q(s', a)); truncation bootstraps."""
+        """y_TD = r + gamma (1 - terminated) Q_tot^-(s', argmax_a Q(s', a)).
+
+        Truncation bootstraps; termination does not."""
         with torch.no_grad():
             tq_all = self.q_values(self.target_agent, batch)[:, 1:]
             next_avail = batch.avail[:, 1:]

@@ -185,7 +185,8 @@ def pretrain(
             row = {"update": i, **window.flush(),
                    "updates_per_s": i / (time.monotonic() - start)}
             if eval_env is not None:
-                row.update(evaluate(learner.agent, eval_env, cfg.eval_episodes, seed + 7, learner.device))
+                row.update(evaluate(learner.agent, eval_env, cfg.eval_episodes, seed + 7,
+                                    learner.device))
             log(row)
             if on_eval:
                 on_eval(i)
