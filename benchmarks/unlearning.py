@@ -66,7 +66,8 @@ def main() -> None:
         results[label] = []
         for job in jobs:
             if not args.table_only:
-                run_job(job, runs_dir)
+                # one pretraining cache for all variants: they start from the same weights
+                run_job(job, runs_dir, cache_dir=Path(args.runs_dir) / ".pretrained")
             rows = read_jsonl(job.run_dir(runs_dir) / "metrics.jsonl")
             results[label].append(run_metrics(rows, args.steps))
         dataset_id = jobs[0].dataset.dataset_id

@@ -173,13 +173,12 @@ def _make_method(job: JobSpec):
     return cls(env_info(job.map_name, job.backend), job.config, job.seed, job.device)
 
 
-def _pretrained(method, job: JobSpec, runs_dir: Path, data, eval_env, say) -> None:
+def _pretrained(method, job: JobSpec, cache_dir: Path, data, eval_env, say) -> None:
     """Load cached offline weights for (dataset version, settings, seed), or train and cache."""
     key = {"dataset": job.dataset.dataset_id, "files": job.dataset.meta["files"],
            "settings": method.cfg.pretrain_key(), "seed": job.seed}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    folder = (Path(runs_dir) / ".pretrained" / job.map_name / job.data_dir / digest
-              / f"seed_{job.seed}")
+    folder = Path(cache_dir) / job.map_name / job.data_dir / digest / f"seed_{job.seed}"
     model = folder / "model.pt"
     # Waiting on the lock lets a second job needing the same weights reuse the first's work.
     with file_lock(folder.parent / f"seed_{job.seed}.lock", "pretraining cache", wait=True):
@@ -198,8 +197,12 @@ def _pretrained(method, job: JobSpec, runs_dir: Path, data, eval_env, say) -> No
         method.save(model)
 
 
-def run_job(job: JobSpec, runs_dir: Path, say=print) -> dict:
-    """Run one job to completion; returns its final metrics row. A finished job is skipped."""
+def run_job(job: JobSpec, runs_dir: Path, say=print, cache_dir: Path | None = None) -> dict:
+    """Run one job to completion; returns its final metrics row. A finished job is skipped.
+
+    Pretrained weights are cached under `cache_dir` (default `<runs_dir>/.pretrained`).
+    """
+    cache_dir = Path(cache_dir) if cache_dir else Path(runs_dir) / ".pretrained"
     run_dir = job.run_dir(runs_dir)
     status_path = run_dir / "status.json"
     if status_path.exists() and json.loads(status_path.read_text()).get("state") == "done":
@@ -219,7 +222,7 @@ def run_job(job: JobSpec, runs_dir: Path, say=print) -> dict:
         write_json(run_dir / "config.json", config)
         write_json(status_path, {"state": "running", "pid": os.getpid()})
         try:
-            row = _execute(method, job, runs_dir, run_dir, say)
+            row = _execute(method, job, cache_dir, run_dir, say)
         except BaseException as e:
             msg = str(e) or type(e).__name__
             write_json(status_path, {"state": "failed", "error": msg})
@@ -228,14 +231,14 @@ def run_job(job: JobSpec, runs_dir: Path, say=print) -> dict:
     return row
 
 
-def _execute(method, job: JobSpec, runs_dir: Path, run_dir: Path, say) -> dict:
+def _execute(method, job: JobSpec, cache_dir: Path, run_dir: Path, say) -> dict:
     info = method.info
     eval_env = make_env(job.map_name, method.cfg.eval_episodes, job.backend)
     data = None
     if job.dataset is not None and (method.uses_offline_init or method.uses_offline_data):
         data = datasets.load(job.dataset, info)
     if method.uses_offline_init:
-        _pretrained(method, job, runs_dir, data, eval_env, say)
+        _pretrained(method, job, cache_dir, data, eval_env, say)
     env = make_env(job.map_name, method.cfg.num_envs, job.backend)
     checkpoint = run_dir / "checkpoint.pt"
     row = method.finetune(env, eval_env, job.steps, JsonLines(run_dir / "metrics.jsonl"),
