@@ -222,8 +222,7 @@ def test_time_limit_episodes_are_stored_truncated(fresh_root, env16):
     rollout = Rollout(env16, FleePolicy(info), seed=1)
     eps: dict[int, object] = {}
     while len(eps) < N:
-        finished = rollout.step()
-        for i, ep in zip(rollout.ended, finished):
+        for i, ep in rollout.step():
             eps.setdefault(int(i), ep)
         assert rollout.env_steps <= N * info.episode_limit
     eps = [eps[i] for i in range(N)]
@@ -276,8 +275,7 @@ def test_collect_keeps_each_envs_first_episode(env16):
     ref = Rollout(env16, pol(), 0)
     first: dict[int, object] = {}
     while len(first) < N:
-        finished = ref.step()
-        for i, ep in zip(ref.ended, finished):
+        for i, ep in ref.step():
             first.setdefault(int(i), ep)
     longest = max(ep.length for ep in first.values())
     got_rollout = Rollout(env16, StepBudget(pol(), 4 * env16.info.episode_limit), 0)

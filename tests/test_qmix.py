@@ -31,7 +31,7 @@ from o2omarl.qmix import (
     evaluate,
 )
 from o2omarl.qmix.networks import RNNAgent, agent_input_dim, build_inputs
-from o2omarl.qmix.train import train_online
+from o2omarl.qmix.train import OnlineTraining
 
 TINY = dict(hidden=16, mixer_embed=8, hypernet_hidden=16)
 
@@ -354,8 +354,8 @@ def test_diverging_run_raises_naming_the_env_step(info3m, env4, env32):
                        updates_per_episode=1.0)
     env = NanRewardsAfter(env4, after=600)
     with pytest.raises(Diverged) as exc:
-        train_online(learner, Parts(), cfg, env, env32, budget=10_000, seed=0,
-                     log=lambda row: None)
+        OnlineTraining(learner, Parts(), cfg, env, env32, budget=10_000, seed=0,
+                       log=lambda row: None).run()
     step, loss = updates[-1]
     assert not np.isfinite(loss)
     assert len(updates) > 1 and all(np.isfinite(l) for _, l in updates[:-1])  # noqa: E741

@@ -61,21 +61,25 @@ class Rollout:
         }
         self._t = np.zeros(n, np.int64)
         self._rows = np.arange(n)
-        self.current: Obs = env.reset(seed)
-        self._record_obs(self.current)
-        self.first = np.ones(n, bool)
-        self.ended = np.zeros(0, np.int64)
+        self.seed = seed
+        self._start_battles()
         self.env_steps = 0
         self._clock: tuple[float, int] | None = None  # (time, env_steps) after the first step
+
+    def _start_battles(self) -> None:
+        self.current: Obs = self.env.reset(self.seed)
+        self._t[:] = 0
+        self._record_obs(self.current)
+        self.first = np.ones(self.n, bool)
 
     def _record_obs(self, o: Obs) -> None:
         self._obs[self._rows, self._t] = o.obs
         self._state[self._rows, self._t] = o.state
         self._avail[self._rows, self._t] = o.avail
 
-    def step(self, actions: np.ndarray | None = None) -> list[Episode]:
-        """One batched step (with the policy's actions unless given); returns ended episodes,
-        in the order of their env indexes (`self.ended`)."""
+    def step(self, actions: np.ndarray | None = None) -> list[tuple[int, Episode]]:
+        """One batched step (with the policy's actions unless given); returns the episodes that
+        ended, as (env index, episode) pairs in env order."""
         if actions is None:
             actions = self.policy(self.current, self.first)
         out = self.env.step(actions)
@@ -88,8 +92,8 @@ class Rollout:
         self.env_steps += self.n
         if self._clock is None:  # the first step compiled the jitted env and policy
             self._clock = (time.monotonic(), self.env_steps)
-        done = self.ended = np.flatnonzero(out.done)
-        finished = [self._cut(i) for i in done]
+        done = np.flatnonzero(out.done)
+        finished = [(int(i), self._cut(i)) for i in done]
         self._t[done] = 0
         self.current, self.first = out.cont, out.done.copy()
         if len(done):
@@ -103,6 +107,35 @@ class Rollout:
             return 0.0
         t0, s0 = self._clock
         return (self.env_steps - s0) / max(time.monotonic() - t0, 1e-9)
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue exactly: battles in progress, partial episodes, the
+        policy's state (if it has `state_dict`) and the step count."""
+        sd = {"t": self._t, "obs": self._obs, "state": self._state, "avail": self._avail,
+              "actions": self._actions, "scalars": self._scalars, "first": self.first,
+              "current": tuple(self.current), "env_steps": self.env_steps}
+        if hasattr(self.env, "state_dict"):
+            sd["env"] = self.env.state_dict()
+        if hasattr(self.policy, "state_dict"):
+            sd["policy"] = self.policy.state_dict()
+        return {k: _copy(v) for k, v in sd.items()}
+
+    def load_state_dict(self, sd: dict) -> None:
+        """Restore `state_dict`; an env that cannot save its battles starts new ones (the
+        partial episodes are dropped, finished ones were already handed out)."""
+        self.env_steps = sd["env_steps"]
+        if "policy" in sd:
+            self.policy.load_state_dict(sd["policy"])
+        if "env" not in sd or not hasattr(self.env, "load_state_dict"):
+            self._start_battles()
+            return
+        self.env.load_state_dict(sd["env"])
+        self._t[:], self.first = sd["t"], sd["first"].copy()
+        self._obs[:], self._state[:], self._avail[:] = sd["obs"], sd["state"], sd["avail"]
+        self._actions[:] = sd["actions"]
+        for k, v in sd["scalars"].items():
+            self._scalars[k][:] = v
+        self.current = Obs(*(x.copy() for x in sd["current"]))
 
     def _cut(self, i: int) -> Episode:
         T = int(self._t[i])
@@ -125,8 +158,7 @@ class Rollout:
         wanted[:started] = True
         kept: list[Episode] = []
         while wanted.any():
-            finished = self.step()  # sets self.ended: read it only afterwards
-            for i, ep in zip(self.ended, finished):
+            for i, ep in self.step():
                 if wanted[i]:
                     kept.append(ep)
                     if on_episode:
@@ -134,3 +166,14 @@ class Rollout:
                 wanted[i] = started < episodes
                 started += int(wanted[i])
         return kept
+
+
+def _copy(v):
+    """Deep copy of nested numpy containers, so a saved state is not mutated by later steps."""
+    if isinstance(v, np.ndarray):
+        return v.copy()
+    if isinstance(v, dict):
+        return {k: _copy(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return type(v)(_copy(x) for x in v)
+    return v

@@ -168,6 +168,24 @@ class SmaxVecEnv:
             cont=Obs(*cont),
         )
 
+    def state_dict(self) -> dict:
+        """The battles in progress (JAX state leaves + PRNG keys) as numpy, for checkpoints."""
+        jax = _jaxmarl()["jax"]
+        if self._jax_state is None:
+            raise RuntimeError("call reset() before state_dict()")
+        return {"keys": np.asarray(self._keys),
+                "leaves": [np.asarray(x) for x in jax.tree.leaves(self._jax_state)]}
+
+    def load_state_dict(self, sd: dict) -> None:
+        """Continue the exact battles saved by `state_dict` (same map and env count)."""
+        jax = _jaxmarl()["jax"]
+        if self._jax_state is None:
+            self.reset(0)  # only to learn the state's tree structure
+        treedef = jax.tree.structure(self._jax_state)
+        self._jax_state = jax.tree.unflatten(treedef, [jax.numpy.asarray(x)
+                                                       for x in sd["leaves"]])
+        self._keys = jax.numpy.asarray(sd["keys"])
+
     @cached_property
     def heuristic_fn(self):
         """SMAX's scripted allied micro, batched: (keys, pstate, obs) -> (actions, pstate)."""

@@ -74,6 +74,17 @@ class Actor:
         self.explore, self.epsilon = self.explore or epsilon_greedy, epsilon
         return self
 
+    def state_dict(self) -> dict:
+        """Hidden states, last actions and the exploration RNG: what exact resume needs."""
+        return {"h": self.h.cpu().clone(), "prev": self.prev.cpu().clone(),
+                "rng": self.rng.bit_generator.state, "epsilon": self.epsilon,
+                "explored": self.explored.copy()}
+
+    def load_state_dict(self, sd: dict) -> None:
+        self.h, self.prev = sd["h"].to(self.device), sd["prev"].to(self.device)
+        self.rng.bit_generator.state = sd["rng"]
+        self.epsilon, self.explored = sd["epsilon"], sd["explored"].copy()
+
     @torch.no_grad()
     def greedy(self, obs: Obs, first: np.ndarray) -> np.ndarray:
         N, n = obs.avail.shape[:2]

@@ -21,8 +21,8 @@ from o2omarl.errors import BenchError, UsageError
 from o2omarl.qmix.acting import Actor, Schedule, epsilon_greedy
 from o2omarl.qmix.buffer import EpisodeStore
 from o2omarl.qmix.learner import ConservativeLoss, Learner, LearnerConfig
-from o2omarl.qmix.train import (Log, OnlineConfig, Parts, PretrainConfig, pretrain,
-                                train_online)
+from o2omarl.qmix.train import (Log, OnlineConfig, OnlineTraining, Parts, PretrainConfig,
+                                pretrain)
 
 
 @dataclass
@@ -139,8 +139,9 @@ class QmixO2O:
     def on_pretrained(self) -> None:
         """Called once offline weights are in place (OVM freezes its memory here)."""
 
-    def finetune(self, env: VecEnv, eval_env: VecEnv, budget: int, log: Log,
-                 data: EpisodeArrays | None = None, on_eval=None, buffer=None) -> dict:
+    def online(self, env: VecEnv, eval_env: VecEnv, budget: int, log: Log,
+               data: EpisodeArrays | None = None, buffer=None) -> OnlineTraining:
+        """The online phase as a resumable object: `.run()` it, checkpoint it with `save`."""
         parts = self.parts()
         offline = None
         if parts.offline_fraction > 0:
@@ -148,21 +149,30 @@ class QmixO2O:
                 raise BenchError(f"method {self.name} mixes offline episodes into its batches "
                                  "and needs a dataset")
             offline = EpisodeStore.from_arrays(data, self.info)
-        return train_online(self.learner, parts, self.cfg, env, eval_env, budget, self.seed,
-                            log, offline, label=f"{self.name} seed {self.seed}",
-                            on_eval=on_eval, buffer=buffer)
+        return OnlineTraining(self.learner, parts, self.cfg, env, eval_env, budget, self.seed,
+                              log, offline, label=f"{self.name} seed {self.seed}",
+                              buffer=buffer)
+
+    def finetune(self, env: VecEnv, eval_env: VecEnv, budget: int, log: Log,
+                 data: EpisodeArrays | None = None, on_eval=None, buffer=None) -> dict:
+        """Run the whole online phase; returns the last metrics row."""
+        return self.online(env, eval_env, budget, log, data, buffer).run(on_eval)
 
     def actor(self, num_envs: int) -> Actor:
         """A greedy batched policy (obs, first -> actions) with the current weights."""
         return Actor(self.learner.agent, num_envs, self.info.n_agents, self.info.n_actions,
                      None, self.seed, self.device)
 
-    def save(self, path: Path) -> None:
-        """Write a checkpoint atomically (temporary file, then rename)."""
+    def save(self, path: Path, training: OnlineTraining | None = None, **extra) -> None:
+        """Write a checkpoint atomically (temporary file, then rename); with `training`, also
+        the online loop's state so a run can resume exactly."""
         path = Path(path)
         buf = io.BytesIO()
-        torch.save({"method": self.name, "env": self.info.to_dict(),
-                    "config": self.cfg.to_dict(), "learner": self.learner.state_dict()}, buf)
+        state = {"method": self.name, "env": self.info.to_dict(), "config": self.cfg.to_dict(),
+                 "learner": self.learner.state_dict(), **extra}
+        if training is not None:
+            state["training"] = training.state_dict()
+        torch.save(state, buf)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_bytes(buf.getvalue())
         tmp.replace(path)

@@ -68,20 +68,29 @@ class EpisodeStore:
         self.lengths = np.zeros(capacity, np.int64)
         self.won = np.zeros(capacity, bool)  # battle_won is only ever true on the last step
         self.size = 0
-        self._next = 0
+        self.added = 0  # episodes ever added: episode g lives in slot g % capacity
 
     @classmethod
     def from_arrays(cls, arrays: EpisodeArrays, info: EnvInfo) -> "EpisodeStore":
         """Wrap a loaded offline dataset without copying it."""
         store = cls.__new__(cls)
         store.capacity = store.size = len(arrays)
-        store.offline, store.data, store._next = True, arrays, 0
+        store.offline, store.data = True, arrays
         store.lengths = arrays.filled.sum(1)
         store.won = np.zeros(len(arrays), bool)
+        store.added = len(arrays)
         return store
 
     def add(self, ep: Episode) -> None:
-        i, L = self._next, ep.length
+        self.put(self.added, ep)
+
+    def put(self, g: int, ep: Episode) -> None:
+        """Store episode number `g` (global count) in its slot; `add` is put(added, ep).
+
+        Restoring saved episodes with their numbers rebuilds the exact ring, so sampling after
+        a resume draws the same episodes as an uninterrupted run.
+        """
+        i, L = g % self.capacity, ep.length
         d = self.data
         d.obs[i], d.state[i], d.avail[i] = 0, 0, False
         d.avail[i, :, :, 0] = True  # padded steps keep one valid action (finite masked max)
@@ -94,15 +103,15 @@ class EpisodeStore:
         d.filled[i] = False
         d.filled[i, :L] = True
         self.lengths[i], self.won[i] = L, ep.won
-        self._next = (i + 1) % self.capacity
-        self.size = min(self.size + 1, self.capacity)
+        self.added = max(self.added, g + 1)
+        self.size = min(self.added, self.capacity)
 
-    def episodes(self):
-        """The stored episodes, oldest first, as `Episode`s (e.g. to write a replay dataset)."""
-        order = range(self.size) if self.size < self.capacity else (
-            (self._next + k) % self.capacity for k in range(self.capacity))
+    def episodes(self, since: int = 0):
+        """The stored episodes numbered `since` or later, oldest first, as `Episode`s (to write
+        a replay dataset, or the part of the replay a checkpoint has not saved yet)."""
         d = self.data
-        for i in order:
+        for g in range(max(since, self.added - self.size), self.added):
+            i = g % self.capacity
             L = int(self.lengths[i])
             yield Episode(obs=d.obs[i, : L + 1], state=d.state[i, : L + 1],
                           avail=d.avail[i, : L + 1], actions=d.actions[i, :L],
@@ -126,3 +135,31 @@ class EpisodeStore:
             terminated=t(d.terminated), truncated=t(d.truncated), filled=t(d.filled),
             offline=torch.full((len(idx),), self.offline, dtype=torch.bool, device=device),
         )
+
+
+_EPISODE_FIELDS = ("obs", "state", "avail", "actions", "reward", "terminated", "truncated",
+                   "battle_won")
+
+
+def save_episodes(path, first: int, episodes: list[Episode]) -> None:
+    """Write episodes numbered first, first+1, ... to one .npz (temporary file, then rename)."""
+    from pathlib import Path
+
+    path = Path(path)
+    arrays = {f: np.concatenate([getattr(e, f) for e in episodes]) for f in _EPISODE_FIELDS}
+    tmp = path.with_name(f".{path.stem}.tmp.npz")  # hidden: never mistaken for a chunk
+    np.savez(tmp, first=first, lengths=np.array([e.length for e in episodes]), **arrays)
+    tmp.replace(path)
+
+
+def load_episodes(path) -> tuple[int, list[Episode]]:
+    """(number of the first episode, the episodes) from `save_episodes`."""
+    with np.load(path) as z:
+        lengths, a = z["lengths"], {f: z[f] for f in _EPISODE_FIELDS}
+        first = int(z["first"])
+    out, t, s = [], 0, 0  # t: offset in per-step arrays, s: in per-observation arrays
+    for L in lengths:
+        out.append(Episode(**{f: a[f][s: s + L + 1] if f in ("obs", "state", "avail")
+                              else a[f][t: t + L] for f in _EPISODE_FIELDS}))
+        t, s = t + L, s + L + 1
+    return first, out

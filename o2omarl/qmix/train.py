@@ -76,80 +76,130 @@ def _check_finite(metrics: dict, step: int) -> None:
                        "the last good checkpoint is kept")
 
 
-def train_online(
-    learner: Learner,
-    parts: Parts,
-    cfg: OnlineConfig,
-    env: VecEnv,
-    eval_env: VecEnv,
-    budget: int,
-    seed: int,
-    log: Log,
-    offline: EpisodeStore | None = None,
-    label: str = "train",
-    on_eval: Callable[[int, dict], bool | None] | None = None,
-    buffer: EpisodeStore | None = None,
-) -> dict:
-    """Fine-tune (or train from scratch) for `budget` env steps; returns the last metrics row.
+class OnlineTraining:
+    """The online loop as an object, so a run can checkpoint it between steps and continue
+    exactly where it stopped.
 
-    `on_eval(step, row)` runs after each evaluation (checkpoints, snapshots); returning True
-    stops training there. Pass `buffer` to keep a handle on the replay episodes.
+    `state_dict()` holds everything but the learner (saved by the method) and the replay
+    episodes, which the caller persists incrementally with `buffer.episodes(since=...)`:
+    rewriting the whole buffer at every checkpoint would cost hundreds of MB each time.
     """
-    info = env.info
-    actor = Actor(learner.agent, env.num_envs, info.n_agents, info.n_actions, parts.explore,
-                  seed, learner.device)
-    rollout = Rollout(env, actor, seed)
-    buffer = buffer if buffer is not None else EpisodeStore(info, cfg.buffer_episodes)
-    rng = np.random.default_rng([seed, 3])
-    n_off = round(cfg.batch_size * parts.offline_fraction) if offline is not None else 0
-    n_on = cfg.batch_size - n_off
-    window, pending, episodes = _Window(), 0.0, 0
-    next_eval, row = 0, {}
-    start = time.monotonic()
-    bar = Progress(label, budget, "env steps")
-    while True:
-        step = rollout.env_steps
-        if step >= next_eval or step >= budget:
-            row = {"env_step": step, "episodes": episodes, "updates": learner.updates,
-                   **evaluate(learner.agent, eval_env, cfg.eval_episodes, seed + 1_000_003,
-                              learner.device),
-                   **window.flush(),
-                   # schedules at this very step (not window means): eps_t, lambda_t
-                   "epsilon": parts.epsilon(step),
-                   **(parts.schedules(step, budget) if parts.schedules else {}),
-                   "wall_s": time.monotonic() - start,
-                   "env_steps_per_s": rollout.steady_rate()}
-            log(row)
-            bar.update(step, f"win rate {row['test_win_rate']:.2f}",
-                       rate=rollout.steady_rate(), force=True)
-            next_eval = (step // cfg.eval_interval + 1) * cfg.eval_interval
-            if on_eval and on_eval(step, row):
+
+    def __init__(self, learner: Learner, parts: Parts, cfg: OnlineConfig, env: VecEnv,
+                 eval_env: VecEnv, budget: int, seed: int, log: Log,
+                 offline: EpisodeStore | None = None, label: str = "train",
+                 buffer: EpisodeStore | None = None):
+        info = env.info
+        self.learner, self.parts, self.cfg = learner, parts, cfg
+        self.eval_env, self.budget, self.seed, self.log, self.label = (
+            eval_env, budget, seed, log, label)
+        self.actor = Actor(learner.agent, env.num_envs, info.n_agents, info.n_actions,
+                           parts.explore, seed, learner.device)
+        self.rollout = Rollout(env, self.actor, seed)
+        self.buffer = buffer if buffer is not None else EpisodeStore(info, cfg.buffer_episodes)
+        self.offline = offline
+        self.rng = np.random.default_rng([seed, 3])
+        self.n_off = round(cfg.batch_size * parts.offline_fraction) if offline is not None else 0
+        self.window, self.pending, self.episodes = _Window(), 0.0, 0
+        self.next_eval, self.last_eval, self.row = 0, -1, {}
+        self.elapsed = 0.0  # wall seconds of training so far, earlier sessions included
+
+    @property
+    def env_step(self) -> int:
+        return self.rollout.env_steps
+
+    @property
+    def finished(self) -> bool:
+        return self.last_eval >= self.budget
+
+    def state_dict(self) -> dict:
+        w = self.window
+        return {"rollout": self.rollout.state_dict(), "rng": self.rng.bit_generator.state,
+                "pending": self.pending, "episodes": self.episodes,
+                "next_eval": self.next_eval, "last_eval": self.last_eval, "row": self.row,
+                "elapsed": self.elapsed,
+                "window": {"returns": list(w.returns), "wins": list(w.wins),
+                           "metrics": {k: list(v) for k, v in w.metrics.items()},
+                           "explorers": list(w.explorers)}}
+
+    def load_state_dict(self, sd: dict) -> None:
+        self.rollout.load_state_dict(sd["rollout"])
+        self.rng.bit_generator.state = sd["rng"]
+        self.pending, self.episodes = sd["pending"], sd["episodes"]
+        self.next_eval, self.last_eval, self.row = sd["next_eval"], sd["last_eval"], sd["row"]
+        self.elapsed = sd["elapsed"]
+        w = sd["window"]
+        self.window.returns, self.window.wins = list(w["returns"]), list(w["wins"])
+        self.window.metrics = defaultdict(list, {k: list(v) for k, v in w["metrics"].items()})
+        self.window.explorers = list(w["explorers"])
+
+    def run(self, on_eval: Callable[[int, dict], bool | None] | None = None,
+            should_stop: Callable[[], bool] | None = None) -> dict:
+        """Train until the budget is spent; returns the last metrics row.
+
+        `on_eval(step, row)` runs after each evaluation is logged (checkpoints, snapshots);
+        returning True stops there. `should_stop()` is polled between steps (Ctrl-C): the loop
+        then returns at once, in a state `state_dict()` can save, with `finished` False.
+        """
+        start = time.monotonic() - self.elapsed
+        bar = Progress(self.label, self.budget, "env steps", start_at=self.env_step)
+        while True:
+            self.elapsed = time.monotonic() - start
+            if should_stop is not None and should_stop():
                 break
-        if step >= budget:
-            break
-        actor.epsilon = parts.epsilon(step)
-        for ep in rollout.step():
-            buffer.add(ep)
-            episodes += 1
+            step = self.env_step
+            if (step >= self.next_eval or step >= self.budget) and step != self.last_eval:
+                self._evaluate(step)
+                bar.update(step, f"win rate {self.row['test_win_rate']:.2f}",
+                           rate=self.rollout.steady_rate(), force=True)
+                if on_eval and on_eval(step, self.row):
+                    break
+            if step >= self.budget:
+                break
+            self._collect_and_learn()
+            bar.update(self.env_step, rate=self.rollout.steady_rate())
+        bar.close()
+        return self.row
+
+    def _evaluate(self, step: int) -> None:
+        cfg, parts, learner = self.cfg, self.parts, self.learner
+        self.row = {"env_step": step, "episodes": self.episodes, "updates": learner.updates,
+                    **evaluate(learner.agent, self.eval_env, cfg.eval_episodes,
+                               self.seed + 1_000_003, learner.device),
+                    **self.window.flush(),
+                    # schedules at this very step (not window means): eps_t, lambda_t
+                    "epsilon": parts.epsilon(step),
+                    **(parts.schedules(step, self.budget) if parts.schedules else {}),
+                    "wall_s": self.elapsed,
+                    "env_steps_per_s": self.rollout.steady_rate()}
+        self.log(self.row)
+        self.last_eval = step
+        self.next_eval = (step // cfg.eval_interval + 1) * cfg.eval_interval
+
+    def _collect_and_learn(self) -> None:
+        cfg, learner, window = self.cfg, self.learner, self.window
+        self.actor.epsilon = self.parts.epsilon(self.env_step)
+        for _, ep in self.rollout.step():
+            self.buffer.add(ep)
+            self.episodes += 1
             window.returns.append(ep.ret)
             window.wins.append(ep.won)
-            pending += cfg.updates_per_episode
-        window.explorers.append(actor.explored.sum(-1).mean())
-        if buffer.size < n_on:
-            pending = 0.0  # PyMARL: learning starts once a full batch of episodes is stored
-        ctx = UpdateContext(env_step=rollout.env_steps, budget=budget)
-        while pending >= 1.0:
-            batch = buffer.sample(n_on, rng, learner.device)
-            if n_off:
-                batch = Batch.cat(offline.sample(n_off, rng, learner.device), batch)
+            self.pending += cfg.updates_per_episode
+        window.explorers.append(float(self.actor.explored.sum(-1).mean()))
+        n_on = cfg.batch_size - self.n_off
+        if self.buffer.size < n_on:
+            self.pending = 0.0  # PyMARL: learning starts once a full batch of episodes is stored
+        ctx = UpdateContext(env_step=self.env_step, budget=self.budget)
+        while self.pending >= 1.0:
+            batch = self.buffer.sample(n_on, self.rng, learner.device)
+            if self.n_off:
+                batch = Batch.cat(self.offline.sample(self.n_off, self.rng, learner.device),
+                                  batch)
             metrics = learner.update(batch, ctx)
-            _check_finite(metrics, rollout.env_steps)
+            _check_finite(metrics, self.env_step)
             for k, v in metrics.items():
                 window.metrics[k].append(v)
-            pending -= 1.0
-        bar.update(rollout.env_steps, rate=rollout.steady_rate())
-    bar.close()
-    return row
+            self.pending -= 1.0
 
 
 @dataclass
