@@ -12,7 +12,7 @@ import traceback
 
 import click
 
-from o2omarl.errors import BenchError
+from o2omarl.errors import BenchError, Interrupted, UsageError, positive
 
 
 def _table(rows: list[dict], columns: list[str]) -> str:
@@ -124,37 +124,89 @@ def _summary(res) -> None:
 @click.option("--dataset", default=None,
               help="Dataset id, or a bare tier (newest version). Default: medium.")
 @click.option("--seed", type=int, default=None, help="Run this single seed.")
-@click.option("--seeds", type=int, default=None, help="Run seeds 0..N-1 (default 1).")
+@click.option("--seeds", type=int, default=None, help="Run N seeds (default 1).")
+@click.option("--seed-offset", type=int, default=0, show_default=True,
+              help="With --seeds N: run seeds OFFSET..OFFSET+N-1.")
 @click.option("--steps", type=int, default=100_000, show_default=True,
               help="Online env steps per run.")
 @click.option("--pretrain-steps", type=int, default=5000, show_default=True,
               help="Offline updates (cached per dataset, settings and seed).")
+@click.option("--workers", type=int, default=None,
+              help="Jobs run at once  [default: the number of cores].")
+@click.option("--executor", default="local", show_default=True,
+              help="local (process pool) | ray (`pip install 'o2omarl[ray]'`).")
+@click.option("--address", default=None,
+              help="With --executor ray: a running cluster (e.g. ray://head:10001); omitted: "
+                   "a local Ray.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu",
               show_default=True)
 @click.option("--runs-dir", type=click.Path(file_okay=False), default="runs", show_default=True)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config field, e.g. --set eps_start=0.2 (repeatable).")
 @click.option("--backend", default="smax", show_default=True)
-def run(methods, map_name, dataset, seed, seeds, steps, pretrain_steps, device, runs_dir,
-        overrides, backend):
+def run(methods, map_name, dataset, seed, seeds, seed_offset, steps, pretrain_steps, workers,
+        executor, address, device, runs_dir, overrides, backend):
     """Offline pretraining (cached), then online fine-tuning, for each method and seed.
+
+    Finished jobs are skipped and unfinished ones resume from their last checkpoint, so the
+    same command can be rerun after a crash or Ctrl-C.
 
     \b
     Methods: qmix, ft-qmix, cql-ft, hybrid, ovm, se, ovmse.
-    Example: bench run ft-qmix --map 3m --dataset heuristic --steps 50000 \\
-                 --pretrain-steps 2000 --seed 0
+    Examples:
+      bench run ovmse ft-qmix qmix --map 2s3z --seeds 5
+      bench run ft-qmix --map 3m --dataset heuristic --steps 50000 --pretrain-steps 2000 --seed 0
+      bench run ovmse --seeds 5 --executor ray --address ray://head:10001
     """
     from o2omarl.benchmark import run_all
+    from o2omarl.benchmark.executors import default_workers
 
     if seed is not None and seeds is not None:
-        raise click.UsageError("give --seed or --seeds, not both")
-    if seeds is not None and seeds <= 0:
-        raise click.UsageError(f"--seeds must be a positive integer, got {seeds}")
-    seed_list = [seed] if seed is not None else list(range(seeds or 1))
+        raise UsageError("give --seed or --seeds, not both")
+    if seeds is not None:
+        positive("--seeds", seeds)
+    seed_list = [seed] if seed is not None else list(range(seed_offset,
+                                                           seed_offset + (seeds or 1)))
     rows = run_all(list(methods), map_name, dataset, seed_list, steps, pretrain_steps,
-                   runs_dir, device, _parse_overrides(overrides), backend, say=click.echo)
-    click.echo(_table(rows, ["method", "map", "dataset", "seed", "win rate", "return",
-                             "run dir"]))
+                   runs_dir, device, _parse_overrides(overrides), backend,
+                   workers if workers is not None else default_workers(), executor, address,
+                   say=click.echo)
+    click.echo(_table(rows, ["method", "map", "dataset", "seed", "state", "win rate",
+                             "return", "run dir"]))
+    failed = [r for r in rows if r["state"] == "failed"]
+    if failed:
+        first = f"{failed[0]['method']} seed {failed[0]['seed']}: {failed[0]['error']}"
+        raise BenchError(first if len(rows) == 1 else
+                         f"{len(failed)} of {len(rows)} jobs failed; first: {first}")
+
+
+@cli.group()
+def runs():
+    """List the runs in a run store."""
+
+
+@runs.command("list")
+@click.option("--runs-dir", type=click.Path(file_okay=False), default="runs", show_default=True)
+def runs_list(runs_dir):
+    """Every run: map, dataset, method, seed, status, env steps done, last win rate.
+
+    \b
+    Example: bench runs list --runs-dir runs
+    """
+    from o2omarl.benchmark.results import scan
+
+    found = scan(runs_dir)
+    if not found:
+        click.echo(f"no runs under {runs_dir}; make some with "
+                   "`bench run ovmse --map 3m --dataset heuristic --seeds 2`")
+        return
+    rows = [{"map": r.map, "dataset": r.dataset_name, "method": r.method,
+             "seed": r.seed if r.seed >= 0 else "?", "status": r.state,
+             "steps": f"{r.steps_done:,}/{r.budget:,}",
+             "win rate": "-" if r.last_win_rate is None else f"{r.last_win_rate:.3f}",
+             "note": (r.error or "")[:60], "path": str(r.path)} for r in found]
+    click.echo(_table(rows, ["map", "dataset", "method", "seed", "status", "steps", "win rate",
+                             "note", "path"]))
 
 
 def _parse_overrides(items) -> dict:
@@ -168,6 +220,32 @@ def _parse_overrides(items) -> dict:
         except json.JSONDecodeError:
             out[key] = value
     return out
+
+
+@cli.command()
+@click.option("--runs-dir", type=click.Path(file_okay=False), default="runs", show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), default="reports", show_default=True,
+              help="Folder for index.html/index.md, tables/ and figures/.")
+@click.option("--map", "maps", multiple=True, help="Only this map (repeatable).")
+@click.option("--method", "methods", multiple=True, help="Only this method (repeatable).")
+@click.option("--format", "formats", default="png,pdf", show_default=True,
+              help="Figure formats, comma-separated: png, pdf.")
+def report(runs_dir, out, maps, methods, formats):
+    """Tables and figures of every finished run, and an index page showing them all.
+
+    Unfinished and failed runs are listed apart, never averaged in; runs with different
+    datasets, budgets or pretraining lengths are never pooled.
+
+    \b
+    Examples:
+      bench report                                  # runs/ -> reports/index.html
+      bench report --map 3m --method ovmse --method ft-qmix --format png --out reports/3m
+    """
+    from o2omarl.reports import build_report
+
+    index = build_report(runs_dir, out, list(maps) or None, list(methods) or None,
+                         formats.split(","), say=click.echo)
+    click.echo(f"report: {index} (and {index.with_suffix('.md').name})")
 
 
 @cli.group()
@@ -276,7 +354,7 @@ def main(argv=None) -> None:
     except BenchError as e:
         if debug:
             traceback.print_exc()
-        click.echo(f"error: {e}", err=True)
+        click.echo(f"{'interrupted' if isinstance(e, Interrupted) else 'error'}: {e}", err=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)

@@ -17,6 +17,12 @@ class UsageError(BenchError):
     exit_code = 2
 
 
+class Interrupted(BenchError):
+    """The user stopped the work (Ctrl-C / SIGTERM) after it saved what it had (exit 130)."""
+
+    exit_code = 130
+
+
 def one_of(kind: str, value, accepted) -> UsageError:
     """`unknown map '4m'; accepted: 3m, 8m, ...` - the shape of every unknown-name error."""
     return UsageError(f"unknown {kind} {value!r}; accepted: {', '.join(map(str, accepted))}")

@@ -3,12 +3,16 @@ refusal of a run directory another process holds."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
+import time
 
+import pytest
 import torch
 
 from o2omarl.benchmark.runner import file_lock, read_jsonl
@@ -92,3 +96,180 @@ def test_bench_run_on_a_locked_run_dir_fails_with_one_line(heuristic_3m, tmp_pat
     # The refused process wrote nothing: no config, status, metrics, nor pretraining.
     assert sorted(p.name for p in run_dir.iterdir()) == [".lock"]
     assert not (runs / ".pretrained").exists()
+
+
+TIMING = ("wall_s", "env_steps_per_s")
+
+
+def _curve(run_dir):
+    return [{k: v for k, v in r.items() if k not in TIMING}
+            for r in read_jsonl(run_dir / "metrics.jsonl")]
+
+
+def _start(argv, run_dir, rows):
+    """Start `bench run` and return it once metrics.jsonl holds `rows` rows."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while len(read_jsonl(run_dir / "metrics.jsonl")) < rows:
+        assert proc.poll() is None, "the run ended before it could be stopped"
+        time.sleep(0.02)
+    return proc
+
+
+def test_ctrl_c_then_sigkill_then_rerun_resumes_exactly(heuristic_3m, tmp_path):
+    """Ctrl-C stops with a checkpoint; SIGKILL loses at most one interval; each rerun resumes,
+    metrics.jsonl ends with each evaluation step exactly once, in order, and every number equals
+    an uninterrupted run's."""
+    steps = 8000
+    stopped, ref = tmp_path / "stopped", tmp_path / "ref"
+    argv = lambda runs: [sys.executable, "-m", "o2omarl.cli",  # noqa: E731
+                         *_argv(heuristic_3m.dataset_id, runs, steps)]
+    run_dir = stopped / "3m" / "heuristic-v0" / "ft-qmix" / "seed_0"
+
+    proc = _start(argv(stopped), run_dir, 2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1].startswith("interrupted: stopped ft-qmix seed 0")
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["state"] == "stopped" and 0 < status["env_step"] < steps
+    # The checkpoint is where it stopped, not only at the last evaluation.
+    ckpt = load_checkpoint(run_dir / "checkpoint.pt")
+    assert ckpt["training"]["rollout"]["env_steps"] == status["env_step"]
+
+    proc = _start(argv(stopped), run_dir, len(read_jsonl(run_dir / "metrics.jsonl")) + 2)
+    proc.kill()
+    proc.communicate()
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "running"
+    assert load_checkpoint(run_dir / "checkpoint.pt")["training"]["last_eval"] < steps
+
+    resumed = subprocess.run(argv(stopped), capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from the checkpoint at env step" in resumed.stdout
+    assert subprocess.run(argv(ref), capture_output=True, timeout=600).returncode == 0
+
+    got = _curve(run_dir)
+    want = _curve(ref / "3m" / "heuristic-v0" / "ft-qmix" / "seed_0")
+    steps_logged = [r["env_step"] for r in got]
+    assert steps_logged == sorted(set(steps_logged)) and steps_logged[-1] == steps
+    assert got == want
+    assert not (run_dir / "replay").exists()  # resume data goes once the run is done
+
+
+def test_same_seed_same_metrics_other_seed_differs(heuristic_3m, tmp_path):
+    runs_a, runs_b = tmp_path / "a", tmp_path / "b"
+    main(_argv(heuristic_3m.dataset_id, runs_a, 1200))
+    main(_argv(heuristic_3m.dataset_id, runs_b, 1200))
+    argv = _argv(heuristic_3m.dataset_id, runs_a, 1200)
+    argv[argv.index("--seed") + 1] = "1"
+    main(argv)
+    seed0 = runs_a / "3m" / "heuristic-v0" / "ft-qmix" / "seed_0"
+    assert _curve(seed0) == _curve(runs_b / "3m" / "heuristic-v0" / "ft-qmix" / "seed_0")
+    assert _curve(seed0) != _curve(runs_a / "3m" / "heuristic-v0" / "ft-qmix" / "seed_1")
+
+
+def test_two_workers_give_the_same_results_as_one(heuristic_3m, tmp_path, capsys):
+    def run(workers):
+        runs = tmp_path / f"w{workers}"
+        argv = _argv(heuristic_3m.dataset_id, runs, 1200)
+        i = argv.index("--seed")
+        argv[i:i + 2] = ["--seeds", "2", "--workers", str(workers)]
+        main(argv)
+        return {s: _curve(runs / "3m" / "heuristic-v0" / "ft-qmix" / f"seed_{s}")
+                for s in (0, 1)}
+
+    one, two = run(1), run(2)
+    assert one == two and one[0] and one[1]
+    capsys.readouterr()
+
+
+def test_seed_offset_and_runs_list(heuristic_3m, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    argv = _argv(heuristic_3m.dataset_id, runs, 400)
+    i = argv.index("--seed")
+    argv[i:i + 2] = ["--seeds", "1", "--seed-offset", "3"]
+    main(argv)
+    base = runs / "3m" / "heuristic-v0" / "ft-qmix"
+    assert sorted(p.name for p in base.iterdir()) == ["seed_3"]
+    # A killed run (status "running", nobody holds its lock) and a damaged folder.
+    killed = base / "seed_7"
+    killed.mkdir()
+    (killed / "config.json").write_text((base / "seed_3" / "config.json").read_text()
+                                        .replace('"seed": 3', '"seed": 7'))
+    (killed / "status.json").write_text('{"state": "running", "pid": 1}')
+    damaged = base / "seed_9"
+    damaged.mkdir()
+    (damaged / "config.json").write_text("{not json")
+    capsys.readouterr()
+    main(["runs", "list", "--runs-dir", str(runs)])
+    lines = capsys.readouterr().out.splitlines()
+    row = {line.split()[3]: line for line in lines[2:]}
+    assert "done" in row["3"] and "400/400" in row["3"]
+    assert "stopped" in row["7"] and "killed" in row["7"]
+    assert "damaged" in row["?"] and "config.json" in row["?"]
+    # The summaries tools read: marl-eval JSON and the tidy CSV, finished runs only.
+    summary = json.loads((runs / "summary.json").read_text())
+    run = summary["smax"]["3m/heuristic-v0"]["ft-qmix"]["seed_3"]
+    assert [run[f"step_{k}"]["step_count"] for k in range(2)] == [0, 400]
+    assert run["absolute_metrics"]["win_rate"][0] == pytest.approx(
+        (run["step_0"]["win_rate"][0] + run["step_1"]["win_rate"][0]) / 2)
+    rows = list(csv.DictReader(open(runs / "results.csv")))
+    assert [int(r["env_step"]) for r in rows] == [0, 400]
+    assert {r["method"] for r in rows} == {"ft-qmix"} and {r["seed"] for r in rows} == {"3"}
+
+
+def test_rerun_with_other_settings_is_refused(heuristic_3m, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    main(_argv(heuristic_3m.dataset_id, runs, 400))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(_argv(heuristic_3m.dataset_id, runs, 800))
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert "other settings" in err and "steps: 400 there, 800 now" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("extra, named", [
+    (["--seeds", "0"], "--seeds"),
+    (["--seeds", "2", "--workers", "0"], "--workers"),
+    (["--seeds", "2", "--executor", "dask"], "local, ray"),
+])
+def test_bad_harness_input_leaves_no_run_folder(heuristic_3m, tmp_path, capsys, extra, named):
+    runs = tmp_path / "runs"
+    argv = _argv(heuristic_3m.dataset_id, runs, 400)
+    i = argv.index("--seed")
+    argv[i:i + 2] = extra
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and named in err
+    assert len(err.strip().splitlines()) == 1
+    assert not runs.exists()
+
+
+def test_ray_missing_says_how_to_install(heuristic_3m, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` raise ImportError
+    runs = tmp_path / "runs"
+    argv = _argv(heuristic_3m.dataset_id, runs, 400) + ["--executor", "ray"]
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "pip install 'o2omarl[ray]'" in err
+    assert not runs.exists()
+
+
+def test_ray_executor_runs_two_jobs_on_a_local_ray(heuristic_3m, tmp_path, capsys):
+    pytest.importorskip("ray", reason="the `ray` extra is not installed")
+    runs, ref = tmp_path / "ray", tmp_path / "ref"
+    argv = _argv(heuristic_3m.dataset_id, runs, 400)
+    i = argv.index("--seed")
+    argv[i:i + 2] = ["--seeds", "2", "--executor", "ray", "--workers", "2"]
+    main(argv)
+    out = capsys.readouterr().out
+    assert "submitted to Ray" in out
+    main(_argv(heuristic_3m.dataset_id, ref, 400))  # seed 0 in this process
+    base = runs / "3m" / "heuristic-v0" / "ft-qmix"
+    for seed in (0, 1):
+        status = json.loads((base / f"seed_{seed}" / "status.json").read_text())
+        assert status["state"] == "done" and status["final"]["env_step"] == 400
+    assert _curve(base / "seed_0") == _curve(ref / "3m" / "heuristic-v0" / "ft-qmix" / "seed_0")

@@ -5,23 +5,29 @@ from __future__ import annotations
 from pathlib import Path
 
 from o2omarl.benchmark import registry
-from o2omarl.benchmark.runner import plan, run_job
+from o2omarl.benchmark.executors import check_executor, run_jobs
+from o2omarl.benchmark.runner import check_run_dirs, plan, run_job
 
 
 def run_all(methods, map_name, dataset, seeds, steps, pretrain_steps, runs_dir="runs",
-            device="cpu", overrides=None, backend="smax", say=print) -> list[dict]:
-    """Plan every job (all validation first, so bad input leaves no folder), then run them."""
+            device="cpu", overrides=None, backend="smax", workers=1, executor="local",
+            address=None, say=print) -> list[dict]:
+    """Plan every job (all validation first, so bad input leaves no folder), run them, and
+    return one summary row per job (`state` done or failed: one failure does not stop the
+    others)."""
     from o2omarl.devices import resolve_device
 
+    check_executor(executor, workers)
     jobs = plan(methods, map_name, dataset, seeds, steps, pretrain_steps, backend,
                 resolve_device(device, say), overrides)
-    summary = []
-    for job in jobs:
-        row = run_job(job, Path(runs_dir), say)
-        summary.append({"method": job.method, "map": job.map_name, "dataset": job.data_dir,
-                        "seed": job.seed, "win rate": f"{row.get('test_win_rate', 0):.3f}",
-                        "return": f"{row.get('test_return', 0):.2f}",
-                        "run dir": str(job.run_dir(Path(runs_dir)))})
+    check_run_dirs(jobs, Path(runs_dir))
+    results = run_jobs(jobs, Path(runs_dir), workers, executor, address, say)
+    summary = [{"method": r.job.method, "map": r.job.map_name, "dataset": r.job.data_dir,
+                "seed": r.job.seed, "state": r.state,
+                "win rate": f"{r.row['test_win_rate']:.3f}" if r.row else "-",
+                "return": f"{r.row['test_return']:.2f}" if r.row else "-",
+                "run dir": str(r.job.run_dir(Path(runs_dir))), "error": r.error}
+               for r in results]
     return summary
 
 

@@ -4,11 +4,17 @@ Run store (one folder per job, DESIGN.md section 6):
 
     runs/<map>/<tier>-v<N>/<method>/seed_<k>/
         config.json      resolved settings, dataset, package versions, git commit
-        status.json      running | done | failed (+ error)
+        status.json      running | stopped | done | failed (+ error)
         metrics.jsonl    one row per evaluation (env_step 0 = the offline policy)
-        checkpoint.pt    latest checkpoint, rewritten atomically at every evaluation
+        checkpoint.pt    learner + online-loop state at the last evaluation (atomic rewrite)
+        replay/          the replay buffer in chunks, for resuming (removed when done)
         model.pt         final weights
+        run.log          what the job said, with times
+    runs/summary.json, runs/results.csv   marl-eval summary and tidy table (results.py)
     runs/.pretrained/<map>/<tier>-v<N>/<key>/seed_<k>/   cached offline weights + their log
+
+A killed job loses at most one evaluation interval: rerunning the command resumes it from
+checkpoint.pt and continues exactly as if it had never stopped.
 """
 
 from __future__ import annotations
@@ -18,16 +24,21 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
+import signal
+import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from o2omarl import datasets
 from o2omarl.benchmark import registry
+from o2omarl.benchmark.results import STORE_VERSION, read_jsonl
 from o2omarl.datasets import DatasetRecord, store
 from o2omarl.envs import DEFAULT_BACKEND, env_info, make_env
-from o2omarl.errors import BenchError, UsageError, positive
+from o2omarl.errors import BenchError, Interrupted, UsageError, positive
 
 DEFAULT_TIER = "medium"
 
@@ -49,16 +60,6 @@ class JsonLines:
             f.write(json.dumps(row, sort_keys=True) + "\n")
             f.flush()
             os.fsync(f.fileno())
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        with contextlib.suppress(json.JSONDecodeError):  # a torn last line from a kill
-            rows.append(json.loads(line))
-    return rows
 
 
 def git_commit() -> str | None:
@@ -197,41 +198,172 @@ def _pretrained(method, job: JobSpec, cache_dir: Path, data, eval_env, say) -> N
         method.save(model)
 
 
-def run_job(job: JobSpec, runs_dir: Path, say=print, cache_dir: Path | None = None) -> dict:
-    """Run one job to completion; returns its final metrics row. A finished job is skipped.
+class StopFlag:
+    """Ctrl-C / SIGTERM while armed sets a flag the training loop polls between steps, so it
+    stops in a state a checkpoint can hold. Unarmed (or a second signal), the usual
+    KeyboardInterrupt: nothing in progress is worth saving there (e.g. pretraining, which
+    reruns deterministically)."""
 
-    Pretrained weights are cached under `cache_dir` (default `<runs_dir>/.pretrained`).
+    def __init__(self, parent_pid: int | None = None):
+        self.armed = self.set = False
+        self.parent_pid = parent_pid  # a pool worker also stops if its parent has died
+
+    def __call__(self) -> bool:
+        if self.parent_pid is not None and os.getppid() != self.parent_pid:
+            self.set = True
+        return self.set
+
+    def _handle(self, signum, frame):
+        if not self.armed or self.set:
+            raise KeyboardInterrupt
+        self.set = True
+
+    @contextlib.contextmanager
+    def installed(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield self  # signals only reach the main thread (e.g. inside a Ray task)
+            return
+        old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+
+
+def fingerprint(job_config: dict) -> dict:
+    """What must match for an existing run folder to be this job (resume or skip)."""
+    keys = ("method", "map", "backend", "seed", "steps", "pretrain_steps", "dataset", "config")
+    return json.loads(json.dumps({k: job_config.get(k) for k in keys}, default=str))
+
+
+def job_config(job: JobSpec) -> dict:
+    """config.json: the resolved settings of one job and where it ran."""
+    return {"method": job.method, "map": job.map_name, "backend": job.backend,
+            "seed": job.seed, "steps": job.steps, "pretrain_steps": job.pretrain_steps,
+            "dataset": job.dataset.dataset_id if job.dataset else None,
+            "config": job.config.to_dict(),
+            "env": env_info(job.map_name, job.backend).to_dict(),
+            "store_version": STORE_VERSION, "packages": store.package_versions(),
+            "git_commit": git_commit(), "device": job.device}
+
+
+def check_run_dirs(jobs: list[JobSpec], runs_dir: Path) -> None:
+    """Before any job starts: no job may land in a folder holding other settings."""
+    for job in jobs:
+        if job.run_dir(runs_dir).exists():
+            _check_same(job.run_dir(runs_dir), job_config(job))
+
+
+def _check_same(run_dir: Path, config: dict) -> None:
+    """Refuse to skip or resume a folder that holds a run with other settings."""
+    try:
+        old = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return  # no usable config: the folder never got past its start; start afresh
+    a, b = fingerprint(old), fingerprint(config)
+    if a != b:
+        diff = [k for k in a if a[k] != b[k]]
+        if "config" in diff:
+            diff = [k for k in a["config"] if a["config"].get(k) != b["config"].get(k)] or diff
+        first = diff[0]
+        was, now = (a[first], b[first]) if first in a else (a["config"].get(first),
+                                                             b["config"].get(first))
+        raise UsageError(f"{run_dir} holds a run with other settings ({first}: {was} there, "
+                         f"{now} now); use another --runs-dir, or delete that folder")
+
+
+def run_job(job: JobSpec, runs_dir: Path, say=print, cache_dir: Path | None = None,
+            stop: StopFlag | None = None) -> dict:
+    """Run one job; returns its final metrics row.
+
+    A finished job is skipped; an unfinished one resumes from its last checkpoint (metrics
+    rows after that checkpoint are dropped and recomputed, identically). Pretrained weights are
+    cached under `cache_dir` (default `<runs_dir>/.pretrained`).
     """
     cache_dir = Path(cache_dir) if cache_dir else Path(runs_dir) / ".pretrained"
     run_dir = job.run_dir(runs_dir)
+    method = _make_method(job)
+    config = job_config(job)
     status_path = run_dir / "status.json"
-    if status_path.exists() and json.loads(status_path.read_text()).get("state") == "done":
+    if run_dir.exists():
+        _check_same(run_dir, config)
+    if _state(status_path) == "done":
         say(f"{run_dir}: already done, skipped")
         rows = read_jsonl(run_dir / "metrics.jsonl")
         return rows[-1] if rows else {}
-    method = _make_method(job)
     run_dir.mkdir(parents=True, exist_ok=True)
-    with file_lock(run_dir / ".lock", f"run directory {run_dir}", wait=False):
-        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
-        config = {"method": job.method, "map": job.map_name, "backend": job.backend,
-                  "seed": job.seed, "steps": job.steps, "pretrain_steps": job.pretrain_steps,
-                  "dataset": job.dataset.dataset_id if job.dataset else None,
-                  "config": method.cfg.to_dict(), "env": method.info.to_dict(),
-                  "packages": store.package_versions(), "git_commit": git_commit(),
-                  "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        write_json(run_dir / "config.json", config)
-        write_json(status_path, {"state": "running", "pid": os.getpid()})
+    stop = stop or StopFlag()
+    with file_lock(run_dir / ".lock", f"run directory {run_dir}", wait=False), stop.installed():
+        log = _RunLog(run_dir / "run.log", say)
+        resume = _load_resume(run_dir, log)
+        if resume is None:
+            for stale in ("metrics.jsonl", "checkpoint.pt", "model.pt"):
+                (run_dir / stale).unlink(missing_ok=True)
+            shutil.rmtree(run_dir / "replay", ignore_errors=True)
+            write_json(run_dir / "config.json", config)
+        write_json(status_path, {"state": "running", "pid": os.getpid(), "host":
+                                 socket.gethostname()})
         try:
-            row = _execute(method, job, cache_dir, run_dir, say)
+            training = _execute(method, job, cache_dir, run_dir, log, resume, stop)
         except BaseException as e:
-            msg = str(e) or type(e).__name__
-            write_json(status_path, {"state": "failed", "error": msg})
+            state = "stopped" if isinstance(e, KeyboardInterrupt) else "failed"
+            write_json(status_path, {"state": state, "error": str(e) or type(e).__name__})
+            log(f"{state}: {str(e) or type(e).__name__}")
             raise
+        if not training.finished:
+            write_json(status_path, {"state": "stopped", "env_step": training.env_step})
+            raise Interrupted(f"stopped {job.method} seed {job.seed} at env step "
+                              f"{training.env_step:,} after writing a checkpoint; run the "
+                              "same command to resume")
+        row = training.row
         write_json(status_path, {"state": "done", "final": row})
+        shutil.rmtree(run_dir / "replay", ignore_errors=True)  # only needed to resume
+        log(f"done: win rate {row.get('test_win_rate', 0):.3f}")
     return row
 
 
-def _execute(method, job: JobSpec, cache_dir: Path, run_dir: Path, say) -> dict:
+def _state(status_path: Path) -> str | None:
+    try:
+        return json.loads(status_path.read_text()).get("state")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+class _RunLog:
+    """`say` that also appends to the run's log file."""
+
+    def __init__(self, path: Path, say):
+        self.path, self.say = path, say
+
+    def __call__(self, msg: str) -> None:
+        self.say(msg)
+        with open(self.path, "a") as f:
+            f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {msg}\n")
+
+
+def _load_resume(run_dir: Path, say) -> dict | None:
+    """The last checkpoint with its training state, or None (start afresh)."""
+    from o2omarl.qmix import load_checkpoint
+
+    path = run_dir / "checkpoint.pt"
+    if not path.exists():
+        return None
+    try:
+        ckpt = load_checkpoint(path)
+    except BenchError as e:
+        say(f"{e}; starting the run afresh")
+        return None
+    if "training" not in ckpt:
+        return None
+    say(f"resuming from the checkpoint at env step {ckpt['training']['last_eval']:,}")
+    return ckpt
+
+
+def _execute(method, job: JobSpec, cache_dir: Path, run_dir: Path, say, resume,
+             stop: StopFlag):
+    """Pretrain (or load the cache), then fine-tune; returns the `OnlineTraining`, finished
+    or stopped (then checkpointed where it stopped)."""
     info = method.info
     eval_env = make_env(job.map_name, method.cfg.eval_episodes, job.backend)
     data = None
@@ -240,8 +372,70 @@ def _execute(method, job: JobSpec, cache_dir: Path, run_dir: Path, say) -> dict:
     if method.uses_offline_init:
         _pretrained(method, job, cache_dir, data, eval_env, say)
     env = make_env(job.map_name, method.cfg.num_envs, job.backend)
-    checkpoint = run_dir / "checkpoint.pt"
-    row = method.finetune(env, eval_env, job.steps, JsonLines(run_dir / "metrics.jsonl"),
-                          data, on_eval=lambda step, row: method.save(checkpoint))
-    method.save(run_dir / "model.pt")
-    return row
+    metrics = run_dir / "metrics.jsonl"
+    training = method.online(env, eval_env, job.steps, JsonLines(metrics), data)
+    replay = _ReplayLog(run_dir / "replay")
+    if resume is not None:
+        method.learner.load_state_dict(resume["learner"])
+        replay.restore(training.buffer, resume["replay_chunks"])
+        training.load_state_dict(resume["training"])
+        # Rows logged after the checkpoint are recomputed: drop them so none is duplicated.
+        _truncate_metrics(metrics, training.last_eval)
+    else:
+        metrics.unlink(missing_ok=True)
+
+    def checkpoint() -> None:
+        chunks = replay.save_new(training.buffer)  # first: the checkpoint refers to them
+        method.save(run_dir / "checkpoint.pt", training, replay_chunks=chunks)
+
+    stop.armed = True
+    try:
+        training.run(on_eval=lambda step, row: checkpoint(), should_stop=stop)
+    finally:
+        stop.armed = False
+    if training.finished:
+        method.save(run_dir / "model.pt")
+    else:
+        checkpoint()
+    return training
+
+
+def _truncate_metrics(path: Path, last_step: int) -> None:
+    rows = [r for r in read_jsonl(path) if r["env_step"] <= last_step]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    tmp.replace(path)
+
+
+class _ReplayLog:
+    """The online replay buffer on disk as numbered chunks, each holding the episodes added
+    since the previous checkpoint, so a checkpoint costs only the new episodes."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.chunks, self.saved = folder, 0, 0
+
+    def _path(self, k: int) -> Path:
+        return self.folder / f"chunk_{k:06d}.npz"
+
+    def save_new(self, buffer) -> int:
+        from o2omarl.qmix.buffer import save_episodes
+
+        new = list(buffer.episodes(since=self.saved))
+        if new:
+            self.folder.mkdir(exist_ok=True)
+            save_episodes(self._path(self.chunks), buffer.added - len(new), new)
+            self.chunks, self.saved = self.chunks + 1, buffer.added
+        return self.chunks
+
+    def restore(self, buffer, chunks: int) -> None:
+        from o2omarl.qmix.buffer import load_episodes
+
+        for k in range(chunks):
+            first, eps = load_episodes(self._path(k))
+            for g, ep in enumerate(eps, first):
+                buffer.put(g, ep)
+        # Chunks written after the checkpoint, and any write a kill cut short, are stale.
+        for path in self.folder.glob("*.npz"):
+            if path.name not in {self._path(k).name for k in range(chunks)}:
+                path.unlink()
+        self.chunks, self.saved = chunks, buffer.added

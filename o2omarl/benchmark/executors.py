@@ -1,0 +1,208 @@
+"""Where `bench run` jobs execute: in this process, in a local pool of worker processes
+(`--workers K`), or as Ray tasks (`--executor ray`). Every executor runs the same `run_job`
+into the same run store, so results never depend on how they were scheduled.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue as queue_mod
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from o2omarl import progress
+from o2omarl.benchmark.results import write_summaries
+from o2omarl.benchmark.runner import JobSpec, StopFlag, run_job
+from o2omarl.errors import BenchError, Interrupted, UsageError
+
+EXECUTORS = ("local", "ray")
+
+
+@dataclass
+class JobResult:
+    job: JobSpec
+    state: str  # done | stopped | failed
+    row: dict
+    error: str | None = None
+
+
+def default_workers() -> int:
+    return os.cpu_count() or 1
+
+
+def check_executor(executor: str, workers: int) -> None:
+    """Validate before any job starts (no run folder for a job that never ran)."""
+    if executor not in EXECUTORS:
+        raise UsageError(f"unknown executor {executor!r}; accepted: {', '.join(EXECUTORS)}")
+    if workers is None or workers <= 0:
+        raise UsageError(f"--workers must be a positive integer, got {workers}")
+    if executor == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise UsageError("--executor ray needs Ray, which is not installed; install it with "
+                             "`pip install 'o2omarl[ray]'` (or `pip install ray`)") from None
+
+
+def run_jobs(jobs: list[JobSpec], runs_dir: Path, workers: int = 1, executor: str = "local",
+             address: str | None = None, say=print) -> list[JobResult]:
+    runs_dir = Path(runs_dir).resolve()
+    if executor == "ray":
+        return _run_ray(jobs, runs_dir, workers, address, say)
+    if workers == 1 or len(jobs) == 1:
+        return _run_here(jobs, runs_dir, say)
+    return _run_pool(jobs, runs_dir, workers, say)
+
+
+def _key(job: JobSpec) -> str:
+    return f"{job.map_name}/{job.method}/seed_{job.seed}"
+
+
+def _run_here(jobs, runs_dir, say) -> list[JobResult]:
+    results = []
+    for job in jobs:
+        try:
+            row = run_job(job, runs_dir, say)
+            results.append(JobResult(job, "done", row))
+        except Interrupted:
+            raise
+        except BenchError as e:  # one failed job does not stop the others
+            say(f"error: {_key(job)}: {e}")
+            results.append(JobResult(job, "failed", {}, str(e)))
+        finally:
+            write_summaries(runs_dir)
+    return results
+
+
+# -- local process pool ---------------------------------------------------------------------------
+def _limit_threads(threads: int) -> None:
+    """Before JAX or torch start their thread pools: K workers share K cores without
+    oversubscribing them (torch reads O2OMARL_TORCH_THREADS, XLA its flags)."""
+    os.environ["O2OMARL_TORCH_THREADS"] = str(threads)
+    flags = os.environ.get("XLA_FLAGS", "")
+    if threads == 1 and "multi_thread_eigen" not in flags:
+        os.environ["XLA_FLAGS"] = (flags + " --xla_cpu_multi_thread_eigen=false "
+                                   "intra_op_parallelism_threads=1").strip()
+
+
+def _worker(job: JobSpec, runs_dir: Path, threads: int, out) -> None:
+    _limit_threads(threads)
+    key = _key(job)
+    progress.set_sink(lambda label, line: out.put(("progress", key, line)))
+    # Stop (with a checkpoint) on Ctrl-C, on SIGTERM from the parent, or if the parent dies.
+    parent = os.getppid()
+    stop = StopFlag(parent_pid=parent)
+    try:
+        row = run_job(job, runs_dir, lambda msg: out.put(("say", key, msg)), stop=stop)
+        out.put(("done", key, row))
+    except Interrupted as e:
+        out.put(("stopped", key, str(e)))
+    except BaseException as e:  # reported to the parent, which decides the exit code
+        out.put(("failed", key, str(e) or type(e).__name__))
+
+
+def _run_pool(jobs, runs_dir, workers, say) -> list[JobResult]:
+    ctx = mp.get_context("spawn")  # fork after JAX/torch threads exist can deadlock
+    out = ctx.Queue()
+    threads = max(1, default_workers() // workers)
+    pending, running, results = list(jobs), {}, {}
+    board = progress.Board()
+    stopping = {"flag": False}
+
+    def on_signal(signum, frame):
+        if stopping["flag"]:  # second Ctrl-C: stop the workers now (they still checkpoint)
+            for p, _ in running.values():
+                p.terminate()
+        stopping["flag"] = True
+        board.say("stopping: workers write a checkpoint and exit; no new jobs start "
+                  "(Ctrl-C again to hurry them)")
+
+    old = signal.signal(signal.SIGINT, on_signal)
+    try:
+        while pending or running:
+            while pending and len(running) < workers and not stopping["flag"]:
+                job = pending.pop(0)
+                p = ctx.Process(target=_worker, args=(job, runs_dir, threads, out), daemon=True)
+                p.start()
+                running[_key(job)] = (p, job)
+            try:
+                kind, key, payload = out.get(timeout=0.5)
+            except queue_mod.Empty:
+                for key, (p, job) in list(running.items()):
+                    if not p.is_alive() and key not in results:
+                        # died without reporting (killed): whatever it checkpointed is kept
+                        results[key] = JobResult(job, "failed", {},
+                                                 f"worker exited with code {p.exitcode}")
+                        _finish(key, running, board, runs_dir)
+                continue
+            if kind == "progress":
+                board.update(key, payload)
+            elif kind == "say":
+                board.say(f"[{key}] {payload}")
+            else:
+                job = running[key][1]
+                row = payload if kind == "done" else {}
+                error = None if kind == "done" else payload
+                results[key] = JobResult(job, kind, row, error)
+                if error:
+                    board.say(f"[{key}] {kind}: {error}")
+                running[key][0].join()
+                _finish(key, running, board, runs_dir)
+    finally:
+        signal.signal(signal.SIGINT, old)
+        board.close()
+    if stopping["flag"] or any(r.state == "stopped" for r in results.values()):
+        raise Interrupted("stopped; finished jobs are kept and unfinished ones checkpointed: "
+                          "run the same command to resume")
+    return [results[_key(j)] for j in jobs if _key(j) in results]
+
+
+def _finish(key, running, board, runs_dir) -> None:
+    running.pop(key)
+    board.remove(key)
+    write_summaries(runs_dir)
+
+
+# -- Ray ------------------------------------------------------------------------------------------
+def _ray_task(job: JobSpec, runs_dir: str) -> tuple[str, dict, str | None]:
+    _limit_threads(1)
+    try:
+        return "done", run_job(job, Path(runs_dir), print), None
+    except BaseException as e:
+        return "failed", {}, str(e) or type(e).__name__
+
+
+def _run_ray(jobs, runs_dir, workers, address, say) -> list[JobResult]:
+    """One Ray task per job (1 CPU each). With `address`, jobs go to that cluster and the runs
+    directory must be on storage every node shares; without, a local Ray with `workers` CPUs."""
+    import ray
+
+    if address:
+        ray.init(address=address, ignore_reinit_error=True, log_to_driver=True)
+    else:
+        ray.init(num_cpus=workers, include_dashboard=False, ignore_reinit_error=True,
+                 log_to_driver=True)
+    task = ray.remote(num_cpus=1)(_ray_task)
+    refs = {task.remote(job, str(runs_dir)): job for job in jobs}
+    say(f"{len(refs)} job(s) submitted to Ray ({'cluster ' + address if address else 'local'})")
+    results = {}
+    try:
+        while refs:
+            done, _ = ray.wait(list(refs), num_returns=1)
+            for ref in done:
+                job = refs.pop(ref)
+                state, row, error = ray.get(ref)
+                results[_key(job)] = JobResult(job, state, row, error)
+                say(f"[{_key(job)}] {state}" + (f": {error}" if error else ""))
+                write_summaries(runs_dir)
+    except KeyboardInterrupt:
+        for ref in refs:
+            ray.cancel(ref)
+        raise Interrupted("stopped; cancelled Ray tasks resume from their last checkpoint "
+                          "when the same command runs again") from None
+    finally:
+        if not address:
+            ray.shutdown()
+    return [results[_key(j)] for j in jobs]

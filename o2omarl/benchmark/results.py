@@ -1,0 +1,169 @@
+"""Reading the run store: every run folder as a `RunRecord`, and the summaries tools read.
+
+A run folder is any folder under the runs directory holding a `config.json` written by
+`bench run` (the hidden `.pretrained` cache is skipped). Two summaries are refreshed beside the
+runs as jobs finish:
+
+    runs/summary.json   the marl-eval layout: env -> task -> algorithm -> run -> step_k
+    runs/results.csv    tidy: one row per (run, evaluation point), for pandas
+
+Damaged folders (unreadable config or status) are reported with state "damaged" instead of
+raising, so `bench runs list` and `bench report` can show them next to the healthy runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# The columns of results.csv, in order; metric columns follow these.
+ID_COLUMNS = ("map", "backend", "dataset", "method", "seed", "budget", "pretrain_steps", "state")
+METRIC_COLUMNS = ("env_step", "test_win_rate", "test_return", "test_length", "train_win_rate",
+                  "train_return", "train_episodes", "epsilon", "exploring_agents",
+                  "ovm_lambda", "ovm_lifted_fraction", "loss", "updates", "wall_s")
+STORE_VERSION = 1  # written in config.json; bumped when the run folder layout changes
+
+
+@dataclass
+class RunRecord:
+    path: Path
+    method: str = "?"
+    map: str = "?"
+    backend: str = "smax"
+    dataset: str | None = None  # dataset id, None for a run without one
+    seed: int = -1
+    budget: int = 0  # online env steps asked for
+    pretrain_steps: int = 0
+    state: str = "damaged"  # running | stopped | done | failed | damaged
+    error: str | None = None
+    rows: list[dict] = field(default_factory=list)  # metrics.jsonl, in order
+    config: dict = field(default_factory=dict)
+
+    @property
+    def steps_done(self) -> int:
+        return int(self.rows[-1]["env_step"]) if self.rows else 0
+
+    @property
+    def last_win_rate(self) -> float | None:
+        return float(self.rows[-1]["test_win_rate"]) if self.rows else None
+
+    @property
+    def dataset_name(self) -> str:
+        """The dataset's `<tier>-v<N>` (the last part of its id), or "online"."""
+        return self.dataset.rsplit("/", 1)[1] if self.dataset else "online"
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Rows of a JSON-lines file; a torn last line (from a kill mid-write) is ignored."""
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def read_run(path: Path) -> RunRecord:
+    rec = RunRecord(path=Path(path))
+    try:
+        cfg = json.loads((rec.path / "config.json").read_text())
+        rec.config = cfg
+        rec.method, rec.map, rec.backend = cfg["method"], cfg["map"], cfg.get("backend", "smax")
+        rec.dataset, rec.seed = cfg.get("dataset"), int(cfg["seed"])
+        rec.budget, rec.pretrain_steps = int(cfg["steps"]), int(cfg.get("pretrain_steps", 0))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        rec.error = f"unreadable config.json: {e}"
+        return rec
+    try:
+        status = json.loads((rec.path / "status.json").read_text())
+        rec.state, rec.error = status["state"], status.get("error")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        rec.state, rec.error = "damaged", f"unreadable status.json: {e}"
+    if rec.state == "running" and not _held(rec.path / ".lock"):
+        rec.state, rec.error = "stopped", "killed (no process holds it); rerun to resume"
+    rec.rows = read_jsonl(rec.path / "metrics.jsonl")
+    return rec
+
+
+def _held(lock: Path) -> bool:
+    """Whether a live `bench run` process holds the run folder's lock."""
+    try:
+        with open(lock, "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(f, fcntl.LOCK_UN)
+            return False
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+
+
+def scan(runs_dir: Path) -> list[RunRecord]:
+    """Every run under `runs_dir`, sorted by map, dataset, method, seed."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return []
+    found = []
+    for cfg in runs_dir.rglob("config.json"):
+        if ".pretrained" in cfg.relative_to(runs_dir).parts:
+            continue
+        found.append(read_run(cfg.parent))
+    return sorted(found, key=lambda r: (r.map, r.dataset or "", r.method, r.seed, str(r.path)))
+
+
+def marl_eval_summary(runs: list[RunRecord]) -> dict:
+    """The marl-eval raw-data layout (env -> task -> algorithm -> run_k -> step_k).
+
+    The task is the map and dataset (`2s3z/medium-v0`), so runs on different datasets are never
+    pooled. Each step holds `step_count` and one-element metric lists, as marl-eval expects;
+    `absolute_metrics` holds the final win rate (mean of the last 3 evaluations) and return.
+    Only finished runs are included.
+    """
+    out: dict = {}
+    for r in runs:
+        if r.state != "done" or not r.rows:
+            continue
+        task = f"{r.map}/{r.dataset_name}"
+        run = {f"step_{k}": {"step_count": int(row["env_step"]),
+                             "win_rate": [float(row["test_win_rate"])],
+                             "return": [float(row["test_return"])]}
+               for k, row in enumerate(r.rows)}
+        last = r.rows[-3:]
+        run["absolute_metrics"] = {
+            "win_rate": [sum(x["test_win_rate"] for x in last) / len(last)],
+            "return": [sum(x["test_return"] for x in last) / len(last)]}
+        out.setdefault(r.backend, {}).setdefault(task, {}).setdefault(r.method, {})[
+            f"seed_{r.seed}"] = run
+    return out
+
+
+def write_summaries(runs_dir: Path) -> tuple[Path, Path]:
+    """Rewrite runs/summary.json and runs/results.csv from the store (atomic renames)."""
+    runs_dir = Path(runs_dir)
+    runs = scan(runs_dir)
+    summary, table = runs_dir / "summary.json", runs_dir / "results.csv"
+    _atomic_write(summary, json.dumps(marl_eval_summary(runs), indent=1, sort_keys=True))
+    tmp = table.with_name(f".{table.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(ID_COLUMNS + METRIC_COLUMNS)
+        for r in runs:
+            ids = [r.map, r.backend, r.dataset or "", r.method, r.seed, r.budget,
+                   r.pretrain_steps, r.state]
+            for row in r.rows:
+                w.writerow(ids + [row.get(c, "") for c in METRIC_COLUMNS])
+    tmp.replace(table)
+    return summary, table
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
