@@ -14,7 +14,8 @@ def run_metrics(rows: list[dict], budget: int, threshold: float = 0.8) -> dict:
     wr = np.array([r["test_win_rate"] for r in rows], dtype=float)
     early = wr[steps <= 0.1 * budget]
     reached = steps[wr >= threshold]
-    train = [r["train_win_rate"] for r in rows if "train_win_rate" in r]
+    train = [(r["train_win_rate"], r.get("train_episodes")) for r in rows
+             if "train_win_rate" in r]
     return {
         "wr_start": float(wr[0]),
         "wr_final": float(wr[-3:].mean()),  # mean over the last 3 evaluations
@@ -22,8 +23,23 @@ def run_metrics(rows: list[dict], budget: int, threshold: float = 0.8) -> dict:
         "unlearning_drop": float(max(0.0, wr[0] - early.min())),
         "auc": _auc(steps, wr, budget),
         "steps_to_threshold": float(reached[0]) if len(reached) else float("nan"),
-        "regret": float(1.0 - np.mean(train)) if train else float("nan"),
+        "regret": _regret(train),
     }
+
+
+def _regret(train: list[tuple[float, int | None]]) -> float:
+    """1 - win rate over all training episodes (CORL's regret).
+
+    Each row's train win rate covers the episodes since the previous evaluation, so rows are
+    weighted by their `train_episodes` when every row has it (else equally).
+    """
+    if not train:
+        return float("nan")
+    wr = np.array([w for w, _ in train], dtype=float)
+    n = [k for _, k in train]
+    if all(k is not None for k in n) and sum(n) > 0:
+        return float(1.0 - np.average(wr, weights=np.array(n, dtype=float)))
+    return float(1.0 - wr.mean())
 
 
 def _auc(steps: np.ndarray, wr: np.ndarray, budget: int) -> float:

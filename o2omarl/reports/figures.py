@@ -1,0 +1,108 @@
+"""Report figures: learning curves and performance profiles.
+
+Drawn on plain `matplotlib.figure.Figure` objects, never pyplot: no GUI backend is chosen or
+needed (savefig renders PNG with Agg and PDF with matplotlib's PDF backend), and no global
+figure registry keeps every figure of a large report alive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from o2omarl.reports import stats
+from o2omarl.reports.cells import Cell, method_rank
+
+# One colour per method in every figure; ovmse red, its ablations green and orange.
+COLOURS = {"qmix": "C7", "ft-qmix": "C0", "cql-ft": "C4", "hybrid": "C5", "ovm": "C2",
+           "se": "C1", "ovmse": "C3"}
+SPARE_COLOURS = ("C8", "C9", "C6")  # for methods not listed above
+ABLATION = ("ft-qmix", "ovm", "se", "ovmse")  # OVMSE and its parts: without SE, without OVM
+TAUS = np.linspace(0.0, 1.0, 101)  # performance-profile thresholds
+
+
+@dataclass
+class Band:
+    """A mean line with its 95% bootstrap band."""
+    method: str
+    label: str
+    x: np.ndarray
+    mean: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+
+
+def _plural(n: int, what: str) -> str:
+    return f"{n} {what}{'s' if n != 1 else ''}"
+
+
+def curve_bands(cells: list[Cell], column: str, seed: int = 0,
+                n_boot: int = stats.N_BOOT) -> list[Band]:
+    """Mean over seeds of a metrics.jsonl column against env steps, one band per cell."""
+    out = []
+    for c in cells:
+        curves = [(s, v) for s, v in c.curves(column) if len(s)]
+        if curves:
+            x, mean, lo, hi = stats.mean_curve(curves, seed, n_boot)
+            out.append(Band(c.method, f"{c.method} ({_plural(len(curves), 'seed')})",
+                            x, mean, lo, hi))
+    return out
+
+
+def profile_bands(cells: list[Cell], key: str, seed: int = 0,
+                  n_boot: int = stats.N_BOOT) -> list[Band]:
+    """Performance profile of a run_metrics score per method, all its tasks pooled."""
+    out = []
+    for method in sorted({c.method for c in cells}, key=method_rank):
+        per_task = [c.values(key) for c in cells if c.method == method]
+        frac, lo, hi = stats.performance_profile(per_task, TAUS, seed, n_boot)
+        n = sum(len(x) for x in per_task)
+        out.append(Band(method, f"{method} ({_plural(n, 'run')})", TAUS, frac, lo, hi))
+    return out
+
+
+def _colours(methods: list[str]) -> dict[str, str]:
+    unknown = [m for m in methods if m not in COLOURS]
+    spare = {m: SPARE_COLOURS[i % len(SPARE_COLOURS)] for i, m in enumerate(unknown)}
+    return {m: COLOURS.get(m) or spare[m] for m in methods}
+
+
+def _draw(ax, bands: list[Band], first_marker: bool) -> None:
+    colours = _colours([b.method for b in bands])
+    for b in bands:
+        c = colours[b.method]
+        # markevery=[0]: the first point (step 0, the offline policy) gets a marker; one
+        # Line2D per method
+        ax.plot(b.x, b.mean, color=c, label=b.label, linewidth=1.6,
+                marker="o" if first_marker else None, markevery=[0])
+        ax.fill_between(b.x, b.lo, b.hi, color=c, alpha=0.18, linewidth=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", frameon=False)
+
+
+def curve_figure(bands: list[Band], ylabel: str, title: str, unit_range: bool) -> Figure:
+    """Test metric against online env steps, one line per method; the marker is step 0."""
+    fig = Figure(figsize=(6.4, 4.0), dpi=100, layout="constrained")
+    ax = fig.add_subplot()
+    _draw(ax, bands, first_marker=True)
+    ax.set_xlabel("online env steps")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize="medium")
+    if unit_range:
+        ax.set_ylim(-0.02, 1.02)
+    return fig
+
+
+def profile_figure(panels: dict[str, list[Band]]) -> Figure:
+    """Performance profiles: fraction of runs whose score exceeds tau, one panel per score."""
+    fig = Figure(figsize=(5.2 * len(panels), 4.0), dpi=100, layout="constrained")
+    for ax, (name, bands) in zip(fig.subplots(1, len(panels), squeeze=False)[0],
+                                 panels.items()):
+        _draw(ax, bands, first_marker=False)
+        ax.set_xlabel(f"{name} threshold \N{GREEK SMALL LETTER TAU}")
+        ax.set_ylabel(f"fraction of runs with {name} > \N{GREEK SMALL LETTER TAU}")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(-0.02, 1.02)
+    return fig

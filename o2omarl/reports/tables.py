@@ -1,0 +1,279 @@
+"""Report tables: built once as text cells + full-precision CSV rows, rendered as Markdown,
+LaTeX, HTML and CSV.
+
+A displayed statistic is `mean [lo, hi]`: the mean over seeds and its 95% bootstrap interval
+(`stats.stratified_ci`). Bold marks the best value of a column within a row group (the methods
+of one task) when the group has at least two rows; ties are all bold. "Best" compares the number
+of seeds that have a value first (steps to 80% is missing for seeds that never reach 80%), then
+the mean as displayed (rounded), higher or lower per the column.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from o2omarl.benchmark.results import RunRecord
+from o2omarl.errors import BenchError
+from o2omarl.reports import stats
+from o2omarl.reports.cells import Cell, Task, by_task, method_rank
+from o2omarl.reports.stats import iqm
+
+# run_metrics key, column header, +1 if higher is better (-1 lower), decimals shown
+MAIN_METRICS = (
+    ("wr_start", "win rate before", +1, 3),
+    ("wr_final", "win rate after", +1, 3),
+    ("auc", "AUC", +1, 3),
+    ("unlearning_drop", "unlearning drop", -1, 3),
+    ("steps_to_threshold", "steps to 80%", -1, 0),
+    ("regret", "regret", -1, 3),
+)
+# Across-task aggregates: (metric key, its name in headers)
+AGGREGATE_METRICS = (("auc", "AUC"), ("wr_final", "final win rate"))
+REFERENCE = "ovmse"  # the method whose probability of improvement over the others is reported
+
+
+@dataclass
+class Table:
+    name: str  # file stem
+    caption: str  # one line, for the index
+    columns: list[str]
+    fields: list[str]  # CSV columns
+    rows: list[list[str]]  # display text
+    data: list[dict]  # the same rows at full precision (keys: fields), for the CSV
+    bold: set[tuple[int, int]] = field(default_factory=set)  # (row, column)
+
+    def _cells(self, escape, embolden) -> list[list[str]]:
+        return [[embolden(escape(v)) if (i, j) in self.bold else escape(v)
+                 for j, v in enumerate(row)] for i, row in enumerate(self.rows)]
+
+    def markdown(self) -> str:
+        rows = self._cells(lambda v: v.replace("|", r"\|"), lambda v: f"**{v}**")
+        lines = [self.columns, ["---"] * len(self.columns)] + rows
+        return "\n".join("| " + " | ".join(r) + " |" for r in lines) + "\n"
+
+    def latex(self) -> str:
+        rows = self._cells(_latex_escape, lambda v: rf"\textbf{{{v}}}")
+        body = [" & ".join(map(_latex_escape, self.columns)) + r" \\", r"\midrule"]
+        body += [" & ".join(r) + r" \\" for r in rows]
+        return "\n".join([f"% {self.caption} (needs \\usepackage{{booktabs}})",
+                          rf"\begin{{tabular}}{{{'l' * len(self.columns)}}}", r"\toprule",
+                          *body, r"\bottomrule", r"\end{tabular}"]) + "\n"
+
+    def html(self) -> str:
+        rows = self._cells(html.escape, lambda v: f"<b>{v}</b>")
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
+        body = "\n".join("<tr>" + "".join(f"<td>{v}</td>" for v in r) + "</tr>" for r in rows)
+        return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>\n"
+
+    def csv(self) -> str:
+        out = io.StringIO()
+        w = csv.DictWriter(out, self.fields, lineterminator="\n")
+        w.writeheader()
+        w.writerows(self.data)
+        return out.getvalue()
+
+
+_LATEX_SPECIAL = {c: "\\" + c for c in "&%$#_{}"}
+_LATEX_SPECIAL.update({"\\": r"\textbackslash{}", "~": r"\textasciitilde{}",
+                       "^": r"\textasciicircum{}"})
+
+
+def _latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(c, c) for c in text)
+
+
+def _fmt(x: float, decimals: int) -> str:
+    return "-" if math.isnan(x) else f"{x:,.{decimals}f}"
+
+
+def _ci_text(point: float, lo: float, hi: float, decimals: int) -> str:
+    return f"{_fmt(point, decimals)} [{_fmt(lo, decimals)}, {_fmt(hi, decimals)}]"
+
+
+@dataclass
+class _Stat:
+    """One displayed statistic, with what bolding compares."""
+    text: str
+    point: float
+    lo: float
+    hi: float
+    n: int  # seeds (or runs) with a value
+    rank: tuple  # larger is better
+
+
+def _mean_stat(values: np.ndarray, better: int, decimals: int, seed: int, n_boot: int,
+               n_all: int) -> _Stat:
+    finite = values[~np.isnan(values)]
+    if len(finite) == 0:
+        return _Stat("-", math.nan, math.nan, math.nan, 0, (0, -math.inf))
+    point, lo, hi = (float(v) for v in stats.stratified_ci([finite], np.mean, seed, n_boot))
+    text = _ci_text(point, lo, hi, decimals)
+    if len(finite) < n_all:
+        text += f" ({len(finite)}/{n_all} seeds)"
+    return _Stat(text, point, lo, hi, len(finite), (len(finite), better * round(point, decimals)))
+
+
+def _bold_best(stats_by_row: list[_Stat], row_ids: list[int], col: int, bold: set) -> None:
+    candidates = [(s.rank, i) for s, i in zip(stats_by_row, row_ids) if s.n]
+    if len(row_ids) < 2 or not candidates:
+        return
+    best = max(rank for rank, _ in candidates)
+    bold.update((i, col) for rank, i in candidates if rank == best)
+
+
+def main_table(cells: list[Cell], seed: int = 0, n_boot: int = stats.N_BOOT) -> Table:
+    """Per map x dataset x method (x budget x pretraining): every O2O metric, mean [95% CI]."""
+    fixed = ["map", "dataset", "method", "budget", "pretrain", "seeds"]
+    columns = fixed + [header for _, header, _, _ in MAIN_METRICS]
+    rows, data, bold = [], [], set()
+    for task, group_cells in by_task(cells).items():
+        first = len(rows)
+        per_metric = []
+        for c in group_cells:
+            n = len(c.runs)
+            cell_stats = [_mean_stat(c.values(key), better, dec, seed, n_boot, n)
+                          for key, _, better, dec in MAIN_METRICS]
+            per_metric.append(cell_stats)
+            rows.append([task.map, task.dataset, c.method, f"{task.budget:,}",
+                         f"{task.pretrain_steps:,}", str(n)] + [s.text for s in cell_stats])
+            record = {"map": task.map, "dataset": task.dataset, "method": c.method,
+                      "budget": task.budget, "pretrain_steps": task.pretrain_steps,
+                      "seeds": n, "seed_list": " ".join(str(r.seed) for r in c.runs)}
+            for (key, *_), s in zip(MAIN_METRICS, cell_stats):
+                record.update({f"{key}_mean": s.point, f"{key}_lo": s.lo, f"{key}_hi": s.hi,
+                               f"{key}_n": s.n})
+            data.append(record)
+        row_ids = list(range(first, len(rows)))
+        for k in range(len(MAIN_METRICS)):
+            _bold_best([m[k] for m in per_metric], row_ids, len(fixed) + k, bold)
+    caption = ("Per task and method: mean over seeds [95% bootstrap interval]; best per task "
+               "in bold. AUC = mean test win rate over the online budget.")
+    fields = ["map", "dataset", "method", "budget", "pretrain_steps", "seeds", "seed_list"]
+    fields += [f"{key}_{s}" for key, *_ in MAIN_METRICS for s in ("mean", "lo", "hi", "n")]
+    return Table("main", caption, columns, fields, rows, data, bold)
+
+
+def _scores(cells: list[Cell], method: str, key: str) -> dict[Task, np.ndarray]:
+    return {c.task: c.values(key) for c in cells if c.method == method}
+
+
+def _methods(cells: list[Cell]) -> list[str]:
+    return sorted({c.method for c in cells}, key=method_rank)
+
+
+def aggregate_table(cells: list[Cell], seed: int = 0, n_boot: int = stats.N_BOOT) -> Table:
+    """Per method, across every task it ran on: mean and IQM of AUC and final win rate.
+
+    Both are already in [0, 1] (win rates), so they are their own normalised scores.
+    """
+    columns = ["method", "tasks", "runs"]
+    for _, name in AGGREGATE_METRICS:
+        columns += [f"mean {name}", f"IQM {name}"]
+    rows, data, per_method = [], [], []
+    for method in _methods(cells):
+        row_stats, record = [], {"method": method}
+        for key, _ in AGGREGATE_METRICS:
+            per_task = list(_scores(cells, method, key).values())
+            for stat_name, fn in (("mean", np.mean), ("iqm", iqm)):
+                point, lo, hi = (float(v) for v in stats.stratified_ci(per_task, fn, seed,
+                                                                        n_boot))
+                row_stats.append(_Stat(_ci_text(point, lo, hi, 3), point, lo, hi, 1,
+                                       (1, round(point, 3))))
+                record.update({f"{key}_{stat_name}": point, f"{key}_{stat_name}_lo": lo,
+                               f"{key}_{stat_name}_hi": hi})
+        n_tasks, n_runs = len(per_task), sum(len(x) for x in per_task)
+        record.update(tasks=n_tasks, runs=n_runs)
+        rows.append([method, str(n_tasks), str(n_runs)] + [s.text for s in row_stats])
+        data.append(record)
+        per_method.append(row_stats)
+    bold: set = set()
+    for k in range(2 * len(AGGREGATE_METRICS)):
+        _bold_best([m[k] for m in per_method], list(range(len(rows))), 3 + k, bold)
+    task_sets = {frozenset(_scores(cells, m, "auc")) for m in _methods(cells)}
+    caption = ("Across tasks: mean and IQM of AUC and final win rate (already in [0, 1], so "
+               "normalised) [95% stratified bootstrap]; best in bold.")
+    if len(task_sets) > 1:
+        caption += " Methods ran on different tasks: compare with care."
+    fields = ["method", "tasks", "runs"] + [f"{key}_{stat}{end}" for key, _ in AGGREGATE_METRICS
+                                            for stat in ("mean", "iqm")
+                                            for end in ("", "_lo", "_hi")]
+    return Table("aggregate", caption, columns, fields, rows, data, bold)
+
+
+def improvement_table(cells: list[Cell], reference: str = REFERENCE, seed: int = 0,
+                      n_boot: int = stats.N_BOOT) -> Table:
+    """P(reference > other) on the tasks both ran, for AUC and final win rate."""
+    columns = ["comparison", "shared tasks"] + [f"P(improvement) {n}" for _, n in
+                                                 AGGREGATE_METRICS]
+    rows, data = [], []
+    ref_tasks = {c.task for c in cells if c.method == reference}
+    others = [m for m in _methods(cells) if m != reference] if ref_tasks else []
+    for other in others:
+        shared = sorted(ref_tasks & {c.task for c in cells if c.method == other})
+        texts, record = [], {"method": reference, "other": other, "shared_tasks": len(shared)}
+        for key, _ in AGGREGATE_METRICS:
+            ref, oth = _scores(cells, reference, key), _scores(cells, other, key)
+            point = lo = hi = math.nan
+            if shared:
+                point, lo, hi = stats.probability_of_improvement(
+                    [ref[t] for t in shared], [oth[t] for t in shared], seed, n_boot)
+            texts.append(_ci_text(point, lo, hi, 3) if shared else "-")
+            record.update({f"{key}_poi": point, f"{key}_poi_lo": lo, f"{key}_poi_hi": hi})
+        rows.append([f"{reference} > {other}", str(len(shared))] + texts)
+        data.append(record)
+    caption = (f"Probability that a run of {reference} beats a run of the other method on the "
+               "same task (0.5 = no difference) [95% stratified bootstrap].")
+    if not rows:
+        caption += f" Needs {reference} and at least one other method on a shared task."
+    fields = ["method", "other", "shared_tasks"] + [
+        f"{key}_poi{end}" for key, _ in AGGREGATE_METRICS for end in ("", "_lo", "_hi")]
+    return Table("improvement", caption, columns, fields, rows, data)
+
+
+def dataset_table(dataset_ids: list[str]) -> Table:
+    """Every dataset the runs used, from its stored statistics; unreadable ones as missing."""
+    from o2omarl.datasets import store
+
+    columns = ["id", "tier", "episodes", "steps", "mean return", "win rate", "status"]
+    fields = ["id", "tier", "episodes", "steps", "return_mean", "win_rate", "status"]
+    rows, data = [], []
+    for dataset_id in dataset_ids:
+        try:
+            rec = store.get(dataset_id)
+            s = rec.stats
+            values = [dataset_id, rec.tier, s["episodes"], s["steps"], s["return_mean"],
+                      s["win_rate"], "ok"]
+            text = values[:2] + [f"{s['episodes']:,}", f"{s['steps']:,}",
+                                 f"{s['return_mean']:.2f}", f"{s['win_rate']:.3f}", "ok"]
+        except (BenchError, OSError, KeyError, TypeError, ValueError) as e:
+            values = [dataset_id] + [""] * 5 + [f"missing: {e}".splitlines()[0]]
+            text = [dataset_id] + ["-"] * 5 + values[-1:]
+        rows.append(text)
+        data.append(dict(zip(fields, values)))
+    caption = "Datasets used by the runs: size, mean return (~20 max) and win rate."
+    return Table("datasets", caption, columns, fields, rows, data)
+
+
+def excluded_table(excluded: list[tuple[RunRecord, str]], runs_dir) -> Table:
+    """Runs not averaged in (not done, or done without evaluations), with the reason."""
+    columns = ["run", "map", "dataset", "method", "seed", "budget", "steps done", "reason"]
+    fields = [c.replace(" ", "_") for c in columns]
+    rows, data = [], []
+    for run, why in excluded:
+        try:
+            where = str(run.path.relative_to(runs_dir))
+        except ValueError:
+            where = str(run.path)
+        values = [where, run.map, run.dataset or "-", run.method, run.seed, run.budget,
+                  run.steps_done, why]
+        rows.append([str(v) for v in values[:5]] + [f"{run.budget:,}", f"{run.steps_done:,}",
+                                                    why])
+        data.append(dict(zip(fields, values)))
+    caption = "Runs not included in any table or figure (unfinished, failed or damaged)."
+    return Table("not_included", caption, columns, fields, rows, data)
