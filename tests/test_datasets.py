@@ -31,10 +31,9 @@ from o2omarl.datasets.collect import Rollout
 from o2omarl.datasets.policies import make_builtin
 from o2omarl.envs import MAX_RETURN, env_info, make_env
 from o2omarl.errors import UsageError
+from smax_helpers import FleePolicy, units
 
 MAP, N = "3m", 16  # N as in `heuristic_3m`: one compiled shape for the whole session
-STOP = 4
-MOVES = np.array([[0, 1], [1, 0], [0, -1], [-1, 0]], np.float32)
 
 
 def bench_cmd() -> list[str]:
@@ -46,32 +45,6 @@ def bench(*args, root: Path, timeout=120) -> subprocess.CompletedProcess:
     env = {**os.environ, "MINARI_DATASETS_PATH": str(root)}
     return subprocess.run(bench_cmd() + list(args), capture_output=True, text=True, env=env,
                           timeout=timeout)
-
-
-def units(state, info):
-    """(health fraction, position) per unit from SMAX's world state (allies first)."""
-    u = info.n_agents + info.n_enemies
-    f = (info.state_dim - 2 * u) // u
-    blocks = state[..., : u * f].reshape(state.shape[:-1] + (u, f))
-    return blocks[..., 0], blocks[..., 1:3]
-
-
-class FleePolicy:
-    """Allies never attack and run from the nearest enemy (off the walls): most battles reach the
-    time limit undecided. A policy callable as `datasets.collect(policy=...)` expects."""
-
-    def __init__(self, info):
-        self.info = info
-
-    def __call__(self, obs, first):
-        info = self.info
-        health, pos = units(obs.state, info)
-        cand = pos[:, : info.n_agents, None, :] + MOVES[None, None] * (3.15 * 8 / 16)
-        dist = np.linalg.norm(cand[:, :, :, None] - pos[:, None, None, info.n_agents:], axis=-1)
-        dist = np.where(health[:, None, None, info.n_agents:] > 0, dist, np.inf).min(-1)
-        acts = np.where(np.all((cand > 2) & (cand < 30), -1), dist, -np.inf).argmax(-1)
-        ok = np.take_along_axis(obs.avail, acts[..., None], -1)[..., 0]
-        return np.where(ok, acts, STOP)
 
 
 def minari_episodes(dataset_id):
@@ -320,7 +293,7 @@ def test_versions_reuse_identical_settings_and_bump_on_change(fresh_root):
     side = r0.record.meta
     assert side["settings"] == {"backend": "smax", "map": MAP, "tier": "random",
                                 "behaviour": {"name": "random"}, "episodes": 20,
-                                "epsilon": 0.0, "seed": 0, "num_envs": N}
+                                "epsilon": 0.0, "seed": 0, "num_envs": N, "state_format": 2}
     assert {"minari", "jaxmarl", "jax", "h5py", "numpy"} <= set(side["packages"])
     for rel, digest in side["files"].items():
         assert hashlib.sha256((r0.record.path / rel).read_bytes()).hexdigest() == digest

@@ -2,7 +2,8 @@
 
 Every test drives the real jitted SMAX simulator. Ground truth for "who is alive" comes from the
 global state vector, whose SMAX layout is one block of F features per unit (health fraction first,
-then x, y in map units; all zeros for a dead unit), followed by the unit teams and unit types.
+then x, y divided by the map size; all zeros for a dead unit), followed by the unit teams and unit
+types (tests/smax_helpers.py reads it).
 """
 
 from __future__ import annotations
@@ -14,55 +15,10 @@ import pytest
 from o2omarl.envs import MAX_RETURN, env_info, list_maps, make_env
 from o2omarl.envs.smax import SmaxVecEnv
 from o2omarl.errors import UsageError
+from smax_helpers import MAP_SIZE, STOP, FleePolicy, StopPolicy, side_alive, units
 
 MAP = "3m"
 N = 16  # the same num_envs as the session fixture `heuristic_3m`: one compiled shape
-STOP = 4  # SMAX ally actions: 0-3 moves (N, E, S, W), 4 stop (always available), 5+ attacks
-MOVES = np.array([[0, 1], [1, 0], [0, -1], [-1, 0]], np.float32)
-MAP_SIZE = 32.0  # SMAX's default map is 32 x 32; touching a wall kills a unit
-
-
-def units(state: np.ndarray, info) -> tuple[np.ndarray, np.ndarray]:
-    """(health fraction (..., U), position (..., U, 2)) of every unit, allies first."""
-    u = info.n_agents + info.n_enemies
-    f = (info.state_dim - 2 * u) // u
-    assert u * f + 2 * u == info.state_dim, "unexpected SMAX world-state layout"
-    blocks = state[..., : u * f].reshape(state.shape[:-1] + (u, f))
-    return blocks[..., 0], blocks[..., 1:3]
-
-
-def side_alive(state: np.ndarray, info) -> tuple[np.ndarray, np.ndarray]:
-    health, _ = units(state, info)
-    return (health[..., : info.n_agents] > 0).any(-1), (health[..., info.n_agents:] > 0).any(-1)
-
-
-class StopPolicy:
-    def __call__(self, obs, first):
-        return np.full(obs.avail.shape[:2], STOP)
-
-
-class FleePolicy:
-    """Each ally takes the move that leaves it farthest from the nearest living enemy, staying 2
-    units off the walls. It never attacks, so it never wins; most battles reach the time limit
-    undecided (the enemies are as fast as the allies), some end with the allies caught."""
-
-    def __init__(self, info):
-        self.info = info
-
-    def __call__(self, obs, first):
-        info, step = self.info, 3.15 * 8 / 16  # marine speed * world steps * dt: one env step
-        health, pos = units(obs.state, info)
-        allies, enemies = pos[:, : info.n_agents], pos[:, info.n_agents:]
-        enemy_alive = health[:, info.n_agents:] > 0
-        cand = allies[:, :, None, :] + MOVES[None, None] * step  # (N, a, 4, 2)
-        dist = np.linalg.norm(cand[:, :, :, None, :] - enemies[:, None, None], axis=-1)
-        dist = np.where(enemy_alive[:, None, None, :], dist, np.inf).min(-1)
-        inside = np.all((cand > 2.0) & (cand < MAP_SIZE - 2.0), axis=-1)
-        acts = np.where(inside, dist, -np.inf).argmax(-1)
-        ok = np.take_along_axis(obs.avail, acts[..., None], -1)[..., 0]
-        return np.where(ok, acts, STOP)
-
-
 @pytest.fixture(scope="module")
 def env():
     return SmaxVecEnv(MAP, N)
@@ -236,3 +192,21 @@ def test_heuristic_wins_are_terminated_with_return_20(env):
     assert ((r["ret"][lost] >= 0) & (r["ret"][lost] <= MAX_RETURN / 2 + 0.01)).all()
     _, enemies = side_alive(r["final_state"], env.info)
     assert not enemies[won].any()
+
+
+def test_world_state_is_on_smacs_scale(env):
+    """Positions are divided by the map size and unit types by the largest type, so the mixer's
+    state input lies in [0, ~5] (weapon cooldowns) instead of SMAX's raw map units (0-32)."""
+    info = env.info
+    o = env.reset(3)
+    states = [o.state]
+    for _ in range(30):
+        o = env.step(np.random.default_rng(0).integers(0, 5, (N, info.n_agents))).cont
+        states.append(o.state)
+    s = np.stack(states)
+    u = info.n_agents + info.n_enemies
+    f = (info.state_dim - 2 * u) // u
+    pos = s[..., : u * f].reshape(s.shape[:-1] + (u, f))[..., 1:3]
+    assert 0.0 <= pos.min() and pos.max() <= 1.0 and pos.max() > 0.3
+    assert 0.0 <= s[..., u * f:].min() and s[..., u * f:].max() <= 1.0  # teams, unit types
+    assert info.state_format == 2

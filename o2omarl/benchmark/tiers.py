@@ -101,7 +101,7 @@ def collect_tiers(map_name: str, tiers: list[str], episodes: int = 1000, seed: i
     info = env_info(map_name, backend)
     cfg = Qmix.Config.build(**(overrides or {}))
     settings = {"map": map_name, "backend": backend, "seed": seed, "train_steps": train_steps,
-                "config": cfg.to_dict(), "targets": TIER_TARGETS}
+                "config": cfg.to_dict(), "targets": TIER_TARGETS, "env": info.to_dict()}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     folder = store.root() / ".o2omarl" / "behaviours" / backend / map_name / digest
     folder.mkdir(parents=True, exist_ok=True)
@@ -180,7 +180,7 @@ def _write_replay(info, buffer: EpisodeStore, digest: str, snap: dict, say, repo
         return
     settings = {"backend": info.backend, "map": info.map_name, "tier": "replay",
                 "behaviour": {"name": "qmix-replay", "behaviour_run": digest},
-                "episodes": len(eps)}
+                "episodes": len(eps), "state_format": info.state_format}
     with store.claim(info.backend, info.map_name, "replay"):
         same = store.find_same(info.backend, info.map_name, "replay", settings)
         rec = same or store.write(info, "replay", settings, eps,

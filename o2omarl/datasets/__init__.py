@@ -56,6 +56,7 @@ def collect(
     settings = {
         "backend": backend, "map": map_name, "tier": tier, "behaviour": behaviour_meta,
         "episodes": episodes, "epsilon": epsilon, "seed": seed, "num_envs": num_envs,
+        "state_format": info.state_format,  # data from an older encoding is never reused
     }
     store.clean_staging()
     with store.claim(backend, map_name, tier):

@@ -28,6 +28,9 @@ class EnvInfo:
     state_dim: int
     n_actions: int
     episode_limit: int
+    # Version of the observation/state encoding; data or weights of another format do not fit.
+    # SMAX 2: world-state positions divided by the map size (SMAC-like, in [0, 1]).
+    state_format: int = 1
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -21,6 +21,7 @@ BACKEND = "smax"
 # SMAX's best return is 2.0: enemy health removed (sums to 1) plus the win bonus (1).
 SMAX_MAX_RETURN = 2.0
 REWARD_SCALE = MAX_RETURN / SMAX_MAX_RETURN
+STATE_FORMAT = 2  # world state normalised by `_state_scale`
 
 
 @contextlib.contextmanager
@@ -89,7 +90,24 @@ def env_info(map_name: str) -> EnvInfo:
         state_dim=int(env.state_size),
         n_actions=int(env.num_ally_actions),
         episode_limit=int(env.max_steps),
+        state_format=STATE_FORMAT,
     )
+
+
+def _state_scale(env) -> np.ndarray:
+    """Divisors that bring SMAX's world state to SMAC's ~[0, 1] scale.
+
+    SMAX gives unit positions in map units (0-32) and unit types as integers; fed raw to QMIX's
+    hypernetworks they made mixing weights and gradients huge (grad norms in the thousands,
+    Q_tot ~100 for returns ~3 on 2s3z). Layout, over all units (allies and enemies): per unit
+    `own_features` (health, x, y, ...), then each unit's team, then each unit's type.
+    """
+    per_unit = np.ones(len(env.own_features), np.float32)
+    per_unit[env.own_features.index("position_x")] = env.map_width
+    per_unit[env.own_features.index("position_y")] = env.map_height
+    n = env.state_size // (len(per_unit) + 2)  # every unit, enemies included
+    types = np.full(n, max(len(env.unit_type_names) - 1, 1), np.float32)
+    return np.concatenate([np.tile(per_unit, n), np.ones(n, np.float32), types])
 
 
 class SmaxVecEnv:
@@ -107,11 +125,12 @@ class SmaxVecEnv:
         jax = _jaxmarl()["jax"]
         jnp = jax.numpy
         env, n_allies = self._env, self._env.num_allies
+        scale = jnp.asarray(_state_scale(env))
 
         def observe(obs, state):
             return (
                 jnp.stack([obs[a] for a in env.agents]).astype(jnp.float32),
-                obs["world_state"].astype(jnp.float32),
+                obs["world_state"].astype(jnp.float32) / scale,
                 jnp.stack([v for v in env.get_avail_actions(state).values()]).astype(bool),
             )
 
