@@ -16,12 +16,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e ".[test]"
 	touch $(STAMP)
 
-# The main job in miniature on the embedded default (SMAX, map 3m, a short budget).
+# The whole workflow in miniature on the embedded default (SMAX, map 3m, a short budget):
+# a dataset, OVMSE and its main baseline over 2 seeds (in parallel), the run list, a report.
 demo: install
 	$(BIN)/bench maps
 	$(BIN)/bench collect --map 3m --behaviour heuristic --episodes 200 --seed 0
-	$(BIN)/bench run ovmse --map 3m --dataset heuristic --steps 20000 --pretrain-steps 1000 --seed 0
-	$(BIN)/bench datasets list
+	$(BIN)/bench run ovmse ft-qmix --map 3m --dataset heuristic --seeds 2 --steps 20000 \
+		--pretrain-steps 1000
+	$(BIN)/bench runs list
+	$(BIN)/bench report
 
 test: install
 	$(BIN)/python -m pytest -q
