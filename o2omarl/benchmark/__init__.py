@@ -22,7 +22,7 @@ def run_all(methods, map_name, dataset, seeds, steps, pretrain_steps, runs_dir="
                 resolve_device(device, say), overrides)
     check_run_dirs(jobs, Path(runs_dir))
     results = run_jobs(jobs, Path(runs_dir), workers, executor, address, say)
-    summary = [{"method": r.job.method, "map": r.job.map_name, "dataset": r.job.data_dir,
+    summary = [{"method": r.job.name, "map": r.job.map_name, "dataset": r.job.data_dir,
                 "seed": r.job.seed, "state": r.state,
                 "win rate": f"{r.row['test_win_rate']:.3f}" if r.row else "-",
                 "return": f"{r.row['test_return']:.2f}" if r.row else "-",

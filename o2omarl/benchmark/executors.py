@@ -57,7 +57,7 @@ def run_jobs(jobs: list[JobSpec], runs_dir: Path, workers: int = 1, executor: st
 
 
 def _key(job: JobSpec) -> str:
-    return f"{job.map_name}/{job.method}/seed_{job.seed}"
+    return f"{job.map_name}/{job.name}/seed_{job.seed}"
 
 
 def _run_here(jobs, runs_dir, say) -> list[JobResult]:

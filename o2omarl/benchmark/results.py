@@ -75,7 +75,9 @@ def read_run(path: Path) -> RunRecord:
     try:
         cfg = json.loads((rec.path / "config.json").read_text())
         rec.config = cfg
-        rec.method, rec.map, rec.backend = cfg["method"], cfg["map"], cfg.get("backend", "smax")
+        # A labelled variant (benchmarks/unlearning.py) is its own "method" in every summary.
+        rec.method = cfg.get("label") or cfg["method"]
+        rec.map, rec.backend = cfg["map"], cfg.get("backend", "smax")
         rec.dataset, rec.seed = cfg.get("dataset"), int(cfg["seed"])
         rec.budget, rec.pretrain_steps = int(cfg["steps"]), int(cfg.get("pretrain_steps", 0))
     except (OSError, ValueError, KeyError, TypeError) as e:

@@ -95,6 +95,13 @@ class JobSpec:
     backend: str = DEFAULT_BACKEND
     device: str = "cpu"
     config: object = None  # the method's resolved config dataclass
+    # A variant's name (e.g. "ft-qmix_eps0.2" for ft-qmix with other settings): its folder and
+    # its name in reports, so variants of one method sit side by side in one run store.
+    label: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.label or self.method
 
     @property
     def data_dir(self) -> str:
@@ -102,7 +109,7 @@ class JobSpec:
 
     def run_dir(self, runs_dir: Path) -> Path:
         map_dir = self.map_name if self.backend == "smax" else f"{self.backend}_{self.map_name}"
-        return Path(runs_dir) / map_dir / self.data_dir / self.method / f"seed_{self.seed}"
+        return Path(runs_dir) / map_dir / self.data_dir / self.name / f"seed_{self.seed}"
 
 
 def resolve_maps(map_name: str | None, dataset: str | None, backend: str) -> list[str]:
@@ -233,13 +240,16 @@ class StopFlag:
 
 def fingerprint(job_config: dict) -> dict:
     """What must match for an existing run folder to be this job (resume or skip)."""
-    keys = ("method", "map", "backend", "seed", "steps", "pretrain_steps", "dataset", "config")
-    return json.loads(json.dumps({k: job_config.get(k) for k in keys}, default=str))
+    keys = ("method", "label", "map", "backend", "seed", "steps", "pretrain_steps", "dataset",
+            "config")
+    out = {k: job_config.get(k) for k in keys}
+    out["label"] = out["label"] or out["method"]  # folders from before labels existed
+    return json.loads(json.dumps(out, default=str))
 
 
 def job_config(job: JobSpec) -> dict:
     """config.json: the resolved settings of one job and where it ran."""
-    return {"method": job.method, "map": job.map_name, "backend": job.backend,
+    return {"method": job.method, "label": job.name, "map": job.map_name, "backend": job.backend,
             "seed": job.seed, "steps": job.steps, "pretrain_steps": job.pretrain_steps,
             "dataset": job.dataset.dataset_id if job.dataset else None,
             "config": job.config.to_dict(),
@@ -313,7 +323,7 @@ def run_job(job: JobSpec, runs_dir: Path, say=print, cache_dir: Path | None = No
             raise
         if not training.finished:
             write_json(status_path, {"state": "stopped", "env_step": training.env_step})
-            raise Interrupted(f"stopped {job.method} seed {job.seed} at env step "
+            raise Interrupted(f"stopped {job.name} seed {job.seed} at env step "
                               f"{training.env_step:,} after writing a checkpoint; run the "
                               "same command to resume")
         row = training.row

@@ -28,6 +28,10 @@ TIER_TARGETS = {"poor": 0.25, "medium": 0.50, "good": 0.80}
 TIERS = ("poor", "medium", "good", "replay")
 ROLLOUT_EPSILON = 0.05
 DEFAULT_TRAIN_STEPS = 1_000_000
+# The behaviour QMIX learns with TD(lambda=0.6) targets (PyMARL2's setting). Measured on 3m
+# (normalised state): 0.59 win rate after 80k env steps, where one-step targets had not won a
+# battle after 200k. It only generates data; the compared methods keep DESIGN's one-step target.
+BEHAVIOUR_SETTINGS = {"td_lambda": 0.6}
 
 
 @dataclass
@@ -99,7 +103,7 @@ def collect_tiers(map_name: str, tiers: list[str], episodes: int = 1000, seed: i
     positive("--episodes", episodes)
     positive("--train-steps", train_steps)
     info = env_info(map_name, backend)
-    cfg = Qmix.Config.build(**(overrides or {}))
+    cfg = Qmix.Config.build(**{**BEHAVIOUR_SETTINGS, **(overrides or {})})
     settings = {"map": map_name, "backend": backend, "seed": seed, "train_steps": train_steps,
                 "config": cfg.to_dict(), "targets": TIER_TARGETS, "env": info.to_dict()}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
