@@ -6,6 +6,7 @@ Library errors (`o2omarl.errors`) become one line on stderr and exit code 2 (usa
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 import traceback
@@ -359,6 +360,15 @@ def main(argv=None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        if debug:
+            traceback.print_exc()
+        # Every writer goes through o2omarl.atomic: the partial file is already gone.
+        click.echo(f"error: no space left on device while writing {e.filename or 'a file'}; "
+                   "nothing half-written was kept; free some space and rerun", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

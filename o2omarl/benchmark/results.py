@@ -16,9 +16,10 @@ from __future__ import annotations
 import csv
 import fcntl
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from o2omarl import atomic
 
 # The columns of results.csv, in order; metric columns follow these.
 ID_COLUMNS = ("map", "backend", "dataset", "method", "seed", "budget", "pretrain_steps", "state")
@@ -82,6 +83,10 @@ def read_run(path: Path) -> RunRecord:
         rec.budget, rec.pretrain_steps = int(cfg["steps"]), int(cfg.get("pretrain_steps", 0))
     except (OSError, ValueError, KeyError, TypeError) as e:
         rec.error = f"unreadable config.json: {e}"
+        return rec
+    version = cfg.get("store_version", 0)
+    if not isinstance(version, int) or version > STORE_VERSION:
+        rec.error = f"written by a newer o2omarl (run store version {version})"
         return rec
     try:
         status = json.loads((rec.path / "status.json").read_text())
@@ -151,9 +156,8 @@ def write_summaries(runs_dir: Path) -> tuple[Path, Path]:
     runs_dir = Path(runs_dir)
     runs = scan(runs_dir)
     summary, table = runs_dir / "summary.json", runs_dir / "results.csv"
-    _atomic_write(summary, json.dumps(marl_eval_summary(runs), indent=1, sort_keys=True))
-    tmp = table.with_name(f".{table.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", newline="") as f:
+    atomic.write_text(summary, json.dumps(marl_eval_summary(runs), indent=1, sort_keys=True))
+    with atomic.replacing(table) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(ID_COLUMNS + METRIC_COLUMNS)
         for r in runs:
@@ -161,11 +165,4 @@ def write_summaries(runs_dir: Path) -> tuple[Path, Path]:
                    r.pretrain_steps, r.state]
             for row in r.rows:
                 w.writerow(ids + [row.get(c, "") for c in METRIC_COLUMNS])
-    tmp.replace(table)
     return summary, table
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)

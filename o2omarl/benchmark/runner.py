@@ -33,7 +33,8 @@ import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from o2omarl import datasets
+from o2omarl import atomic, datasets
+from o2omarl.atomic import write_json
 from o2omarl.benchmark import registry
 from o2omarl.benchmark.results import STORE_VERSION, read_jsonl
 from o2omarl.datasets import DatasetRecord, store
@@ -41,12 +42,6 @@ from o2omarl.envs import DEFAULT_BACKEND, env_info, make_env
 from o2omarl.errors import BenchError, Interrupted, UsageError, positive
 
 DEFAULT_TIER = "medium"
-
-
-def write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
-    tmp.replace(path)
 
 
 class JsonLines:
@@ -271,6 +266,13 @@ def _check_same(run_dir: Path, config: dict) -> None:
         old = json.loads((run_dir / "config.json").read_text())
     except (OSError, ValueError):
         return  # no usable config: the folder never got past its start; start afresh
+    if not isinstance(old, dict):
+        return
+    version = old.get("store_version", 0)  # 0: written before the store was versioned
+    if not isinstance(version, int) or version > STORE_VERSION:
+        raise UsageError(f"{run_dir} was written by a newer o2omarl (run store version "
+                         f"{version}, this one reads up to {STORE_VERSION}); upgrade, or use "
+                         "another --runs-dir")
     a, b = fingerprint(old), fingerprint(config)
     if a != b:
         diff = [k for k in a if a[k] != b[k]]
@@ -412,9 +414,7 @@ def _execute(method, job: JobSpec, cache_dir: Path, run_dir: Path, say, resume,
 
 def _truncate_metrics(path: Path, last_step: int) -> None:
     rows = [r for r in read_jsonl(path) if r["env_step"] <= last_step]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
-    tmp.replace(path)
+    atomic.write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
 
 
 class _ReplayLog:

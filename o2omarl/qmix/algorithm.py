@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from o2omarl import atomic
 from o2omarl.datasets.loader import EpisodeArrays
 from o2omarl.envs.base import EnvInfo, VecEnv
 from o2omarl.errors import BenchError, UsageError
@@ -173,9 +174,7 @@ class QmixO2O:
         if training is not None:
             state["training"] = training.state_dict()
         torch.save(state, buf)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(buf.getvalue())
-        tmp.replace(path)
+        atomic.write_bytes(path, buf.getvalue())
 
     def load(self, path: Path) -> None:
         ckpt = load_checkpoint(path)

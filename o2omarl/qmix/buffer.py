@@ -143,13 +143,11 @@ _EPISODE_FIELDS = ("obs", "state", "avail", "actions", "reward", "terminated", "
 
 def save_episodes(path, first: int, episodes: list[Episode]) -> None:
     """Write episodes numbered first, first+1, ... to one .npz (temporary file, then rename)."""
-    from pathlib import Path
+    from o2omarl import atomic
 
-    path = Path(path)
     arrays = {f: np.concatenate([getattr(e, f) for e in episodes]) for f in _EPISODE_FIELDS}
-    tmp = path.with_name(f".{path.stem}.tmp.npz")  # hidden: never mistaken for a chunk
-    np.savez(tmp, first=first, lengths=np.array([e.length for e in episodes]), **arrays)
-    tmp.replace(path)
+    with atomic.replacing(path, suffix=".npz") as tmp:  # np.savez insists on ".npz"
+        np.savez(tmp, first=first, lengths=np.array([e.length for e in episodes]), **arrays)
 
 
 def load_episodes(path) -> tuple[int, list[Episode]]:

@@ -14,11 +14,11 @@ one does not produce (a task no longer selected) are left alone and not linked.
 from __future__ import annotations
 
 import html
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from o2omarl import atomic
 from o2omarl.benchmark.results import RunRecord, scan
 from o2omarl.errors import BenchError, UsageError, one_of
 from o2omarl.reports import figures, stats, tables
@@ -161,12 +161,8 @@ def build_report(runs_dir="runs", out="reports", maps=None, methods=None,
 
 
 def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic.replacing(path) as tmp:
         write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _write_text(path: Path, text: str) -> None:
