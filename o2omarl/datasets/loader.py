@@ -87,9 +87,13 @@ def _episode_problem(ep: h5py.Group, info: EnvInfo) -> str | None:
 
 
 def load(record: DatasetRecord, env: EnvInfo | None = None) -> EpisodeArrays:
-    """All episodes of a version as padded arrays ready for episode-batch sampling."""
+    """All episodes of a version as padded arrays ready for episode-batch sampling.
+
+    Refuses a version whose files fail their checksums (a flipped byte can decode silently) or
+    whose values are not finite (NaN/inf would poison every update)."""
     if env is not None:
         check_fits(record, env)
+    _check_checksums(record)
     info = record.env
     E, T = int(record.stats["episodes"]), info.episode_limit
     n, d, a, s = info.n_agents, info.obs_dim, info.n_actions, info.state_dim
@@ -127,7 +131,26 @@ def load(record: DatasetRecord, env: EnvInfo | None = None) -> EpisodeArrays:
     except (OSError, KeyError) as exc:
         raise BenchError(f"dataset {record.dataset_id} is corrupt ({path}: {exc}); "
                          "run `bench datasets verify` and collect it again") from None
+    _check_finite(record, out)
     return out
+
+
+def _check_checksums(record: DatasetRecord) -> None:
+    for rel, digest in record.meta.get("files", {}).items():
+        p = record.path / rel
+        if not p.is_file() or sha256(p) != digest:
+            raise BenchError(f"dataset {record.dataset_id}: {rel} is missing or fails its sha256 "
+                             "checksum; run `bench datasets verify --all` and collect it again")
+
+
+def _check_finite(record: DatasetRecord, data: EpisodeArrays) -> None:
+    for name in ("reward", "obs", "state"):
+        arr = getattr(data, name)
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            e = int(np.argwhere(bad)[0][0])
+            raise BenchError(f"dataset {record.dataset_id}: episode {e} has non-finite (NaN or "
+                             f"inf) {name} values; collect the dataset again")
 
 
 def verify(record: DatasetRecord) -> list[str]:
@@ -153,6 +176,9 @@ def verify(record: DatasetRecord) -> list[str]:
                 problem = _episode_problem(f[key], info)
                 if problem:
                     return [f"episode {e} {problem}"]
+                for field in ("rewards", "observations", "infos/state"):
+                    if not np.isfinite(f[key][field][()]).all():
+                        return [f"episode {e} has non-finite (NaN or inf) {field}"]
                 steps += f[key]["rewards"].shape[0]
             counts = {"episodes": len(f), "steps": steps}
     except (OSError, ValueError, KeyError) as exc:
