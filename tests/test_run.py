@@ -273,3 +273,29 @@ def test_ray_executor_runs_two_jobs_on_a_local_ray(heuristic_3m, tmp_path, capsy
         status = json.loads((base / f"seed_{seed}" / "status.json").read_text())
         assert status["state"] == "done" and status["final"]["env_step"] == 400
     assert _curve(base / "seed_0") == _curve(ref / "3m" / "heuristic-v0" / "ft-qmix" / "seed_0")
+
+
+def test_sigterm_to_a_parallel_run_checkpoints_every_worker(heuristic_3m, tmp_path):
+    """SIGTERM reaches only the parent; it passes the stop on, each worker checkpoints, the
+    command exits 130, and the rerun finishes both jobs."""
+    runs = tmp_path / "runs"
+    argv = _argv(heuristic_3m.dataset_id, runs, 8000)
+    i = argv.index("--seed")
+    argv[i:i + 2] = ["--seeds", "2", "--workers", "2"]
+    cmd = [sys.executable, "-m", "o2omarl.cli", *argv]
+    base = runs / "3m" / "heuristic-v0" / "ft-qmix"
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while not all(len(read_jsonl(base / f"seed_{s}" / "metrics.jsonl")) >= 2 for s in (0, 1)):
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    for s in (0, 1):
+        status = json.loads((base / f"seed_{s}" / "status.json").read_text())
+        assert status["state"] == "stopped", status
+        ckpt = load_checkpoint(base / f"seed_{s}" / "checkpoint.pt")
+        assert ckpt["training"]["rollout"]["env_steps"] == status["env_step"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert (done.stdout + done.stderr).count("resuming from the checkpoint") == 2

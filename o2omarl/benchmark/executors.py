@@ -5,6 +5,7 @@ into the same run store, so results never depend on how they were scheduled.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import queue as queue_mod
@@ -87,7 +88,17 @@ def _limit_threads(threads: int) -> None:
                                    "intra_op_parallelism_threads=1").strip()
 
 
+def _die_with_parent() -> None:
+    """Linux: SIGTERM this worker when its parent dies (even by SIGKILL), so no orphan keeps
+    computing; the worker then stops like on Ctrl-C (a checkpoint if it is fine-tuning)."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def _worker(job: JobSpec, runs_dir: Path, threads: int, out) -> None:
+    _die_with_parent()
     _limit_threads(threads)
     key = _key(job)
     progress.set_sink(lambda label, line: out.put(("progress", key, line)))
@@ -112,14 +123,16 @@ def _run_pool(jobs, runs_dir, workers, say) -> list[JobResult]:
     stopping = {"flag": False}
 
     def on_signal(signum, frame):
-        if stopping["flag"]:  # second Ctrl-C: stop the workers now (they still checkpoint)
+        # Ctrl-C reaches the workers too (same process group); SIGTERM only this process, so
+        # pass it on. A second signal hurries them (they still checkpoint).
+        if stopping["flag"] or signum == signal.SIGTERM:
             for p, _ in running.values():
                 p.terminate()
         stopping["flag"] = True
         board.say("stopping: workers write a checkpoint and exit; no new jobs start "
                   "(Ctrl-C again to hurry them)")
 
-    old = signal.signal(signal.SIGINT, on_signal)
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         while pending or running:
             while pending and len(running) < workers and not stopping["flag"]:
@@ -138,7 +151,7 @@ def _run_pool(jobs, runs_dir, workers, say) -> list[JobResult]:
                         _finish(key, running, board, runs_dir)
                 continue
             if kind == "progress":
-                board.update(key, payload)
+                board.update(key, f"[{key}] {payload}")
             elif kind == "say":
                 board.say(f"[{key}] {payload}")
             else:
@@ -151,7 +164,8 @@ def _run_pool(jobs, runs_dir, workers, say) -> list[JobResult]:
                 running[key][0].join()
                 _finish(key, running, board, runs_dir)
     finally:
-        signal.signal(signal.SIGINT, old)
+        for s, h in old.items():
+            signal.signal(s, h)
         board.close()
     if stopping["flag"] or any(r.state == "stopped" for r in results.values()):
         raise Interrupted("stopped; finished jobs are kept and unfinished ones checkpointed: "
