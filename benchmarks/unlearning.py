@@ -35,6 +35,16 @@ VARIANTS = {  # label -> (method, config overrides)
     "se": ("se", {}),
     "ovmse": ("ovmse", {}),
 }
+# The investigation's knobs, one change from the default ovmse each (--variants picks them).
+VARIANTS.update({
+    "ovmse_lambda0.5": ("ovmse", {"lambda_0": 0.5}),
+    "ovmse_horizon0.5": ("ovmse", {"memory_horizon": 0.5}),
+    "ovmse_horizon1.0": ("ovmse", {"memory_horizon": 1.0}),
+    "ovmse_exponential": ("ovmse", {"lambda_schedule": "exponential"}),
+    "ovmse_centralized": ("ovmse", {"se_mode": "centralized"}),
+    "ovmse_eps0.1": ("ovmse", {"eps_start": 0.1}),
+})
+DEFAULT_VARIANTS = "ft-qmix_eps1.0,ft-qmix_eps0.2,ovm,se,ovmse"
 COLUMNS = ["wr_start", "wr_min_early", "unlearning_drop", "auc", "wr_final"]
 
 
@@ -49,8 +59,11 @@ def main() -> None:
     ap.add_argument("--runs-dir", default="runs/unlearning")
     ap.add_argument("--set", dest="sets", action="append", default=[],
                     help="extra KEY=VALUE config override for every variant")
-    ap.add_argument("--variants", default=",".join(VARIANTS),
-                    help="comma-separated labels (default: all five)")
+    ap.add_argument("--variants", default=DEFAULT_VARIANTS,
+                    help=f"comma-separated labels of {', '.join(VARIANTS)} (default: the five "
+                         "of the issue)")
+    ap.add_argument("--name", default=None,
+                    help="results file suffix (default: the map), e.g. for an investigation")
     ap.add_argument("--out", default="docs/results")
     ap.add_argument("--table-only", action="store_true",
                     help="only (re)write the table from finished runs")
@@ -76,7 +89,7 @@ def main() -> None:
         if rows and rows[-1]["env_step"] >= args.steps:
             results.setdefault(job.name, []).append(run_metrics(rows, args.steps))
     dataset_id = jobs[0].dataset.dataset_id
-    out = Path(args.out) / f"unlearning_{args.map}.md"
+    out = Path(args.out) / f"unlearning_{args.name or args.map}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     lines = [f"# Unlearning on {args.map} ({dataset_id})", "",
              f"Command: `python {' '.join(shlex.quote(a) for a in sys.argv)}`", "",
