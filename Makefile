@@ -30,7 +30,7 @@ test: install
 	$(BIN)/python -m pytest -q
 
 bench: install
-	$(BIN)/python benchmarks/collection.py --map 2s3z
+	$(BIN)/bench perf --map 2s3z
 
 clean:
 	rm -rf $(VENV) .pytest_cache

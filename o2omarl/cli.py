@@ -249,6 +249,48 @@ def report(runs_dir, out, maps, methods, formats):
     click.echo(f"report: {index} (and {index.with_suffix('.md').name})")
 
 
+@cli.command()
+@click.option("--map", "map_name", default="2s3z", show_default=True, help="Map to measure on.")
+@click.option("--num-envs", type=int, default=32, show_default=True,
+              help="Parallel battles for the raw step and collection figures.")
+@click.option("--steps", type=int, default=50_000, show_default=True,
+              help="Env steps per collection timing.")
+@click.option("--online-steps", type=int, default=20_000, show_default=True,
+              help="Env steps timed per online method (after a warm-up).")
+@click.option("--updates", type=int, default=100, show_default=True,
+              help="Offline updates timed.")
+@click.option("--repeats", type=int, default=3, show_default=True,
+              help="Alternating timing rounds per comparison.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu",
+              show_default=True, help="The learner's device (the environment stays on CPU).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def perf(map_name, num_envs, steps, online_steps, updates, repeats, device, as_json):
+    """Measure every stage on one map, each against its limit: raw env steps/s, collection,
+    online training (qmix, ft-qmix, ovmse), offline updates/s, dataset write and load.
+
+    Takes a few minutes with the defaults; see docs/performance.md for what the figures mean.
+
+    \b
+    Examples:
+      bench perf --map 2s3z
+      bench perf --map 3m --steps 5000 --online-steps 3000 --updates 20 --json
+    """
+    from o2omarl.benchmark.perf import PerfConfig, format_table, run_perf
+    from o2omarl.devices import resolve_device
+    from o2omarl.envs import env_info
+
+    env_info(map_name)  # an unknown map fails here, listing the maps
+    for name, value in (("--num-envs", num_envs), ("--steps", steps),
+                        ("--online-steps", online_steps), ("--updates", updates),
+                        ("--repeats", repeats)):
+        positive(name, value)
+    say = lambda msg: click.echo(msg, err=True)  # noqa: E731 - stdout is for the figures
+    cfg = PerfConfig(map_name, num_envs, steps, online_steps, updates, repeats,
+                     device=resolve_device(device, say))
+    out = run_perf(cfg, say)
+    click.echo(json.dumps(out) if as_json else format_table(out))
+
+
 @cli.group()
 def datasets():
     """List, show, verify and delete stored datasets."""

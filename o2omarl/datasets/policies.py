@@ -36,28 +36,19 @@ class HeuristicPolicy:
     """SMAX's scripted micro for the allied team (`create_heuristic_policy(env, team=0)`)."""
 
     def __init__(self, env: VecEnv, seed: int):
-        if not hasattr(env, "heuristic_fn"):
+        if not hasattr(env, "heuristic_step"):
             raise one_of("behaviour for this backend", "heuristic", ["random", "qmix"])
         import jax
 
-        self.env, self.jax = env, jax
+        self.env = env
         self.key = jax.random.PRNGKey(seed)
         self.init = env.heuristic_initial_state()
         self.state = self.init
         self.rng = np.random.default_rng(seed)
 
     def __call__(self, obs: Obs, first: np.ndarray) -> np.ndarray:
-        jax, jnp = self.jax, self.jax.numpy
-        n, a = obs.avail.shape[:2]
-        reset = jnp.asarray(first)
-        self.state = jax.tree.map(
-            lambda i, s: jnp.where(reset.reshape((n,) + (1,) * (s.ndim - 1)), i, s),
-            self.init,
-            self.state,
-        )
-        self.key, sub = jax.random.split(self.key)
-        keys = jax.random.split(sub, n * a).reshape(n, a, -1)
-        actions, self.state = self.env.heuristic_fn(keys, self.state, jnp.asarray(obs.obs))
+        self.key, actions, self.state = self.env.heuristic_step(
+            self.key, self.state, self.init, first, obs.obs)
         actions = np.asarray(actions)
         # The script ignores the mask (dead units, a target that just left range): replace
         # what it picked outside the mask by a uniform available action.

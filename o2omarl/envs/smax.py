@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from functools import cached_property, lru_cache
+from functools import lru_cache
 
 import numpy as np
 
@@ -47,6 +47,11 @@ def _jaxmarl():
     with _quiet_stdout():
         import jax
 
+        # The environment runs on JAX's CPU backend even where jax sees a GPU: the GPU is the
+        # learner's (`--device cuda`), and SMAX's small per-step kernels gain nothing from it.
+        # JAX_PLATFORMS, when set, decides instead.
+        if "JAX_PLATFORMS" not in os.environ:
+            jax.config.update("jax_platforms", "cpu")
         # A persistent XLA cache: every `bench` command would otherwise recompile the env's
         # step function (~3 s per map and batch size). JAX_COMPILATION_CACHE_DIR overrides.
         jax.config.update("jax_compilation_cache_dir", os.environ.get(
@@ -110,6 +115,72 @@ def _state_scale(env) -> np.ndarray:
     return np.concatenate([np.tile(per_unit, n), np.ones(n, np.float32), types])
 
 
+@lru_cache(maxsize=None)
+def _jitted(map_name: str):
+    """The batched reset and step of a map, traced once per process: every env of the map
+    (training, evaluation, collection) shares them; jit keeps one executable per N."""
+    jax = _jaxmarl()["jax"]
+    jnp = jax.numpy
+    env = _make_smax(map_name)
+    n_allies = env.num_allies
+    scale = jnp.asarray(_state_scale(env))
+
+    def observe(obs, state):
+        return (
+            jnp.stack([obs[a] for a in env.agents]).astype(jnp.float32),
+            obs["world_state"].astype(jnp.float32) / scale,
+            jnp.stack([v for v in env.get_avail_actions(state).values()]).astype(bool),
+        )
+
+    def reset_one(key):
+        obs, state = env.reset(key)
+        # Strip weak types so the state from reset has the exact types of the state from
+        # step; otherwise the step function compiles twice (~3 s each).
+        state = jax.tree.map(lambda x: jax.lax.convert_element_type(x, x.dtype), state)
+        return state, observe(obs, state)
+
+    def step_one(key, state, actions):
+        k_step, k_reset, k_next = jax.random.split(key, 3)
+        acts = {a: actions[i] for i, a in enumerate(env.agents)}
+        obs, state, rewards, _, _ = env.step_env(k_step, state, acts)
+        inner = state.state
+        allies_dead = ~jnp.any(inner.unit_alive[:n_allies])
+        enemies_dead = ~jnp.any(inner.unit_alive[n_allies:])
+        terminated = allies_dead | enemies_dead
+        truncated = (inner.step >= env.max_steps) & ~terminated
+        won = enemies_dead & ~allies_dead
+        nxt = observe(obs, state)
+        reset_state, reset_obs = reset_one(k_reset)
+        done = terminated | truncated
+        pick = lambda r, n: jnp.where(done, r, n)  # noqa: E731 - select per leaf
+        cont_state = jax.tree.map(pick, reset_state, state)
+        cont = jax.tree.map(pick, reset_obs, nxt)
+        reward = rewards[env.agents[0]] * REWARD_SCALE
+        return k_next, cont_state, (reward, terminated, truncated, won, nxt, cont)
+
+    return jax.jit(jax.vmap(reset_one)), jax.jit(jax.vmap(step_one))
+
+
+@lru_cache(maxsize=None)
+def _heuristic(map_name: str):
+    """The batched heuristic step of a map: reset the script's memory of envs starting an
+    episode, draw per-agent keys, act. Fused, it costs a third of the op-by-op version."""
+    jm = _jaxmarl()
+    jax = jm["jax"]
+    jnp = jax.numpy
+    policy = jax.vmap(jax.vmap(jm["create_heuristic_policy"](_make_smax(map_name)._env, team=0)))
+
+    def step(key, pstate, init, first, obs):
+        n, a = obs.shape[:2]
+        pstate = jax.tree.map(
+            lambda i, s: jnp.where(first.reshape((n,) + (1,) * (s.ndim - 1)), i, s), init, pstate)
+        key, sub = jax.random.split(key)
+        actions, pstate = policy(jax.random.split(sub, n * a).reshape(n, a, -1), pstate, obs)
+        return key, actions, pstate
+
+    return jax.jit(step)
+
+
 class SmaxVecEnv:
     """N parallel SMAX battles on one map, stepped by a single jitted call."""
 
@@ -120,60 +191,18 @@ class SmaxVecEnv:
         self._jax_state = None
         self._keys = None
 
-    @cached_property
-    def _fns(self):
-        jax = _jaxmarl()["jax"]
-        jnp = jax.numpy
-        env, n_allies = self._env, self._env.num_allies
-        scale = jnp.asarray(_state_scale(env))
-
-        def observe(obs, state):
-            return (
-                jnp.stack([obs[a] for a in env.agents]).astype(jnp.float32),
-                obs["world_state"].astype(jnp.float32) / scale,
-                jnp.stack([v for v in env.get_avail_actions(state).values()]).astype(bool),
-            )
-
-        def reset_one(key):
-            obs, state = env.reset(key)
-            # Strip weak types so the state from reset has the exact types of the state from
-            # step; otherwise the step function compiles twice (~3 s each).
-            state = jax.tree.map(lambda x: jax.lax.convert_element_type(x, x.dtype), state)
-            return state, observe(obs, state)
-
-        def step_one(key, state, actions):
-            k_step, k_reset, k_next = jax.random.split(key, 3)
-            acts = {a: actions[i] for i, a in enumerate(env.agents)}
-            obs, state, rewards, _, _ = env.step_env(k_step, state, acts)
-            inner = state.state
-            allies_dead = ~jnp.any(inner.unit_alive[:n_allies])
-            enemies_dead = ~jnp.any(inner.unit_alive[n_allies:])
-            terminated = allies_dead | enemies_dead
-            truncated = (inner.step >= env.max_steps) & ~terminated
-            won = enemies_dead & ~allies_dead
-            nxt = observe(obs, state)
-            reset_state, reset_obs = reset_one(k_reset)
-            done = terminated | truncated
-            pick = lambda r, n: jnp.where(done, r, n)  # noqa: E731 - select per leaf
-            cont_state = jax.tree.map(pick, reset_state, state)
-            cont = jax.tree.map(pick, reset_obs, nxt)
-            reward = rewards[env.agents[0]] * REWARD_SCALE
-            return k_next, cont_state, (reward, terminated, truncated, won, nxt, cont)
-
-        return jax.jit(jax.vmap(reset_one)), jax.jit(jax.vmap(step_one))
-
     def reset(self, seed: int) -> Obs:
         jax = _jaxmarl()["jax"]
         keys = jax.random.split(jax.random.PRNGKey(seed), self.num_envs + 1)
         self._keys = keys[1:]
-        reset_fn, _ = self._fns
+        reset_fn, _ = _jitted(self.info.map_name)
         self._jax_state, obs = reset_fn(jax.random.split(keys[0], self.num_envs))
         return Obs(*jax.device_get(obs))
 
     def step(self, actions: np.ndarray) -> Step:
         if self._jax_state is None:
             raise RuntimeError("call reset() before step()")
-        _, step_fn = self._fns
+        _, step_fn = _jitted(self.info.map_name)
         self._keys, self._jax_state, out = step_fn(
             self._keys, self._jax_state, np.asarray(actions, dtype=np.int32)
         )
@@ -205,13 +234,10 @@ class SmaxVecEnv:
                                                        for x in sd["leaves"]])
         self._keys = jax.numpy.asarray(sd["keys"])
 
-    @cached_property
-    def heuristic_fn(self):
-        """SMAX's scripted allied micro, batched: (keys, pstate, obs) -> (actions, pstate)."""
-        jm = _jaxmarl()
-        jax = jm["jax"]
-        policy = jm["create_heuristic_policy"](self._env._env, team=0)
-        return jax.jit(jax.vmap(jax.vmap(policy)))
+    def heuristic_step(self, key, pstate, init, first, obs):
+        """SMAX's scripted allied micro for all N envs in one jitted call (one dispatch per
+        step): (key, policy state, initial state, first (N,), obs) -> (key, actions, state)."""
+        return _heuristic(self.info.map_name)(key, pstate, init, first, obs)
 
     def heuristic_initial_state(self):
         jm = _jaxmarl()

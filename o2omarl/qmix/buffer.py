@@ -4,6 +4,7 @@ the same padded-array store, so the learner sees one batch type whichever the so
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -11,6 +12,7 @@ import torch
 from o2omarl.datasets.collect import Episode
 from o2omarl.datasets.loader import EpisodeArrays
 from o2omarl.envs.base import EnvInfo
+from o2omarl.qmix.networks import build_inputs
 
 
 @dataclass
@@ -26,6 +28,18 @@ class Batch:
     truncated: torch.Tensor  # (B, T) float
     filled: torch.Tensor  # (B, T) float
     offline: torch.Tensor  # (B,) bool: which rows came from the offline dataset
+
+    @cached_property
+    def agent_inputs(self) -> torch.Tensor:
+        """(B, T+1, n, input_dim): obs + previous action (none at t=0) + agent id. Built once
+        per batch, since the online, target and frozen-memory unrolls all read it."""
+        prev = torch.cat([torch.full_like(self.actions[:, :1], -1), self.actions], dim=1)
+        return build_inputs(self.obs, prev, self.avail.shape[-1])
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        """(B,) observations that matter per episode: its T filled steps + the bootstrap one."""
+        return self.filled.sum(1).long() + 1
 
     @staticmethod
     def cat(a: "Batch", b: "Batch") -> "Batch":

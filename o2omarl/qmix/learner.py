@@ -16,7 +16,7 @@ import torch
 from o2omarl.devices import limit_torch_threads
 from o2omarl.envs.base import EnvInfo
 from o2omarl.qmix.buffer import Batch
-from o2omarl.qmix.networks import RNNAgent, agent_input_dim, build_inputs, make_mixer
+from o2omarl.qmix.networks import RNNAgent, agent_input_dim, make_mixer
 
 NEG_INF = -1e9  # masked Q-values: finite so that 0 * NEG_INF stays 0 in reductions
 
@@ -57,10 +57,23 @@ def masked_q(q: torch.Tensor, avail: torch.Tensor) -> torch.Tensor:
     return q.masked_fill(~avail, NEG_INF)
 
 
-def prev_actions(actions: torch.Tensor) -> torch.Tensor:
-    """(B, T, n) actions -> (B, T+1, n) previous action at each step, -1 before the first."""
-    first = torch.full_like(actions[:, :1], -1)
-    return torch.cat([first, actions], dim=1)
+def masked_logsumexp(q: torch.Tensor, avail: torch.Tensor) -> torch.Tensor:
+    """logsumexp over the available actions (last dim).
+
+    Unavailable actions enter as exp(-80) ~ 1e-35 after the max shift rather than as NEG_INF:
+    float32 exp of huge negatives takes a slow path (60x slower, a few % of an update), and
+    1e-35 is below the resolution of a sum that is at least 1."""
+    m = masked_q(q, avail).amax(-1, keepdim=True).detach()  # the shift: no gradient needed
+    return m.squeeze(-1) + torch.where(avail, q - m, -80.0).exp().sum(-1).log()
+
+
+def mix_filled(mixer: torch.nn.Module, qs: torch.Tensor, state: torch.Tensor,
+               filled: torch.Tensor) -> torch.Tensor:
+    """mixer(qs (B, T, n), state (B, T, s)) -> (B, T), computed on filled steps only and 0 on
+    padding (about a quarter of a replay batch, masked out of every loss anyway)."""
+    keep = filled.bool()
+    q = mixer(qs[keep].unsqueeze(0), state[keep].unsqueeze(0)).squeeze(0)
+    return qs.new_zeros(filled.shape).masked_scatter(keep, q)
 
 
 class Learner:
@@ -105,9 +118,8 @@ class Learner:
 
     # -- the update ----------------------------------------------------------------------------
     def q_values(self, agent: RNNAgent, batch: Batch) -> torch.Tensor:
-        """Unroll `agent` over the batch's trajectories: (B, T+1, n, A)."""
-        inputs = build_inputs(batch.obs, prev_actions(batch.actions), self.info.n_actions)
-        return agent.unroll(inputs)
+        """Unroll `agent` over the batch's trajectories: (B, T+1, n, A); 0 past each end."""
+        return agent.unroll(batch.agent_inputs, batch.lengths)
 
     def td_target(self, batch: Batch, q_all: torch.Tensor) -> torch.Tensor:
         """y_TD = r + gamma (1 - terminated) Q_tot^-(s', argmax_a Q(s', a)).
@@ -121,45 +133,44 @@ class Learner:
                 tq = tq_all.gather(-1, best).squeeze(-1)
             else:
                 tq = masked_q(tq_all, next_avail).max(-1).values
-            boot = self.target_mixer(tq, batch.state[:, 1:])  # Q_tot^-(s_{t+1}), (B, T)
+            # Q_tot^-(s_{t+1}), (B, T): the bootstrap of step t, needed where t is filled
+            boot = mix_filled(self.target_mixer, tq, batch.state[:, 1:], batch.filled)
             not_term = 1.0 - batch.terminated
             gamma, lam = self.cfg.gamma, self.cfg.td_lambda
             if lam == 0:
                 return batch.reward + gamma * not_term * boot
             # TD(lambda): G_t = r_t + gamma (1-term_t) [(1-lam) boot_t + lam G_{t+1}], cut to the
             # one-step bootstrap at the last filled step (a truncation keeps its bootstrap).
-            T = batch.reward.shape[1]
-            y = torch.zeros_like(boot)
-            nxt = boot[:, -1]
-            for t in reversed(range(T)):
-                cont = batch.filled[:, t + 1] if t + 1 < T else torch.zeros_like(nxt)
-                mix = (1 - lam) * boot[:, t] + lam * nxt
-                mix = cont * mix + (1 - cont) * boot[:, t]
-                y[:, t] = batch.reward[:, t] + gamma * not_term[:, t] * mix
-                nxt = y[:, t]
-            return y
+            # Written G_t = a_t + c_t G_{t+1}, so the backward recursion is one op per step.
+            cont = torch.cat([batch.filled[:, 1:], torch.zeros_like(boot[:, :1])], dim=1)
+            g = gamma * not_term
+            a = batch.reward + g * boot * (1 - lam * cont)
+            c = g * lam * cont
+            ys, nxt = [], torch.zeros_like(boot[:, 0])
+            for a_t, c_t in zip(reversed(a.unbind(1)), reversed(c.unbind(1))):
+                nxt = torch.addcmul(a_t, c_t, nxt)
+                ys.append(nxt)
+            return torch.stack(ys[::-1], dim=1)
 
     def update(self, batch: Batch, ctx: UpdateContext | None = None) -> dict:
         ctx = ctx or UpdateContext()
         q_all = self.q_values(self.agent, batch)  # (B, T+1, n, A)
         T = batch.reward.shape[1]
         q_taken = q_all[:, :T].gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
-        q_tot = self.mixer(q_taken, batch.state[:, :T])
+        q_tot = mix_filled(self.mixer, q_taken, batch.state[:, :T], batch.filled)
         y = self.td_target(batch, q_all)
-        metrics = {}
+        rule_metrics, extra_metrics = {}, {}
         if self.target_rule is not None:
             with torch.no_grad():
-                y, m = self.target_rule(self, batch, y, ctx)
-            metrics.update(m)
+                y, rule_metrics = self.target_rule(self, batch, y, ctx)
         mask = batch.filled
         n = mask.sum().clamp(min=1)
         td = (q_tot - y.detach()) * mask
-        loss = (td**2).sum() / n
-        metrics["td_loss"] = loss.item()
+        loss = td_loss = (td**2).sum() / n
         for term in self.extra_losses:
             extra, m = term(self, batch, q_all, ctx)
             loss = loss + extra
-            metrics.update(m)
+            extra_metrics.update(m)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
@@ -167,10 +178,12 @@ class Learner:
         self.updates += 1
         if self.updates % self.cfg.target_update_interval == 0:
             self.sync_targets()
-        metrics.update(loss=loss.item(), grad_norm=float(grad_norm),
-                       q_taken_mean=(q_tot * mask).sum().item() / n.item(),
-                       target_mean=(y * mask).sum().item() / n.item())
-        return metrics
+        with torch.no_grad():  # one host transfer for all five (each .item() syncs a GPU)
+            stats = torch.stack([td_loss, loss, grad_norm, (q_tot * mask).sum() / n,
+                                 (y * mask).sum() / n]).tolist()
+        td_value, *rest = stats
+        return {**rule_metrics, "td_loss": td_value, **extra_metrics,
+                **dict(zip(("loss", "grad_norm", "q_taken_mean", "target_mean"), rest))}
 
 
 class ConservativeLoss:
@@ -186,7 +199,7 @@ class ConservativeLoss:
     def __call__(self, learner: Learner, batch: Batch, q_all: torch.Tensor, ctx) -> tuple:
         T = batch.reward.shape[1]
         q = q_all[:, :T]
-        lse = torch.logsumexp(masked_q(q, batch.avail[:, :T]), dim=-1)
+        lse = masked_logsumexp(q, batch.avail[:, :T])
         data_q = q.gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
         mask = batch.filled
         if self.offline_only:

@@ -41,17 +41,37 @@ class RNNAgent(nn.Module):
         h = self.rnn(F.relu(self.fc1(inputs)), h)
         return self.fc2(h), h
 
-    def unroll(self, inputs: torch.Tensor) -> torch.Tensor:
-        """inputs (B, T, n_agents, input_dim) from a zero state -> q (B, T, n_agents, A)."""
+    def unroll(self, inputs: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """inputs (B, T, n_agents, input_dim) from a zero state -> q (B, T, n_agents, A).
+
+        `lengths` (B,): how many leading steps of each trajectory matter. Later (padded) steps
+        are never computed and get q = 0; on replay batches they are a quarter of all steps.
+        Equal, up to float rounding, to calling `forward` step by step.
+        """
         B, T, n, _ = inputs.shape
-        x = F.relu(self.fc1(inputs)).reshape(B, T, n, -1).transpose(0, 1).reshape(T, B * n, -1)
+        if lengths is None:
+            lengths = torch.full((B,), T, dtype=torch.long, device=inputs.device)
+        # Rows (trajectory, agent) by decreasing length, so the rows still running at step t
+        # are a prefix and the hidden state just shrinks. `idx` lists, step by step, where the
+        # running rows sit in `inputs` flattened (the layout of a PackedSequence).
+        order = torch.argsort(lengths, descending=True, stable=True)
+        base = ((order * T).unsqueeze(1) * n + torch.arange(n, device=inputs.device)).flatten()
+        steps = torch.arange(T, device=inputs.device)
+        grid = base.unsqueeze(0) + (steps * n).unsqueeze(1)  # (T, B*n)
+        running = (lengths[order].repeat_interleave(n).unsqueeze(0) > steps.unsqueeze(1))
+        counts = [k for k in running.sum(1).tolist() if k > 0]
+        idx = grid[running]
+        x = F.relu(self.fc1(inputs.reshape(B * T * n, -1).index_select(0, idx)))
         h = inputs.new_zeros(B * n, self.hidden)
         hs = []
-        for t in range(T):  # GRUCell per step; nn.GRU would need a re-layout of the weights
-            h = self.rnn(x[t], h)
+        # split, not x[a:b] per step: a slice's backward writes a zero gradient the size of all
+        # of x, which made the backward O(T^2).
+        for xt, k in zip(x.split(counts), counts):
+            h = self.rnn(xt, h if k == len(h) else h[:k])
             hs.append(h)
-        q = self.fc2(torch.stack(hs))  # (T, B*n, A)
-        return q.reshape(T, B, n, -1).transpose(0, 1)
+        q = self.fc2(torch.cat(hs))
+        out = q.new_zeros(B * T * n, q.shape[-1]).index_copy(0, idx, q)
+        return out.view(B, T, n, -1)
 
 
 class QMixer(nn.Module):
