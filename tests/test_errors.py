@@ -9,6 +9,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -263,3 +264,56 @@ def test_two_collects_of_the_same_dataset_at_once(fresh_root):
     assert [p.returncode for p in procs] == [0, 0], outs
     assert store.versions("smax", MAP, "random") == [0]  # one version, written once
     assert sum("already holds these settings" in o for o, _ in outs) == 1
+
+
+# -- resuming from damaged or foreign checkpoints, and old run stores -----------------------------
+def _killed_run(dataset_id, runs):
+    """A run killed after its first checkpoints (so it would resume)."""
+    argv = [sys.executable, "-m", "o2omarl.cli", *run_argv(dataset_id, runs)]
+    argv[argv.index("200")] = "4000"  # --steps
+    argv += ["--set", "eval_interval=400"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run_dir = runs / "3m" / dataset_id.rsplit("/", 1)[1] / "ft-qmix" / "seed_0"
+    from o2omarl.benchmark.results import read_jsonl
+
+    while len(read_jsonl(run_dir / "metrics.jsonl")) < 3:
+        assert proc.poll() is None
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    return argv[3:], run_dir
+
+
+@pytest.mark.parametrize("damage", ["truncated", "other method"])
+def test_unusable_resume_checkpoint_restarts_the_run(small, tmp_path, capsys, damage):
+    argv, run_dir = _killed_run(small.dataset_id, tmp_path / "runs")
+    ckpt = run_dir / "checkpoint.pt"
+    if damage == "truncated":
+        ckpt.write_bytes(ckpt.read_bytes()[:300])
+    else:
+        import torch
+
+        state = torch.load(ckpt, weights_only=False)
+        state["method"] = "ovmse"
+        torch.save(state, ckpt)
+    code, out, err = bench(argv, capsys)
+    assert code == 0, err
+    assert "starting the run afresh" in out
+    assert ("unreadable" if damage == "truncated" else "from method 'ovmse'") in out
+    from o2omarl.benchmark.results import read_jsonl
+
+    steps = [r["env_step"] for r in read_jsonl(run_dir / "metrics.jsonl")]
+    assert steps[0] == 0 and steps == sorted(set(steps)) and steps[-1] == 4000
+
+
+def test_run_store_from_before_versioning_is_still_read(small, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    assert bench(run_argv(small.dataset_id, runs), capsys)[0] == 0
+    cfg_path = next(runs.rglob("config.json"))
+    cfg = json.loads(cfg_path.read_text())
+    del cfg["store_version"], cfg["label"]
+    cfg_path.write_text(json.dumps(cfg))
+    code, out, _ = bench(run_argv(small.dataset_id, runs), capsys)
+    assert code == 0 and "already done, skipped" in out
+    code, out, _ = bench(["runs", "list", "--runs-dir", str(runs)], capsys)
+    assert code == 0 and "done" in out and "200/200" in out

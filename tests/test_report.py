@@ -175,14 +175,15 @@ def test_aggregates_and_improvement(report):
     assert float(poi[0]["auc_poi"]) == 1.0  # every ovmse seed beats every ft-qmix seed
 
 
-def test_dataset_table_reads_the_store(report, store, tmp_path):
+def test_dataset_table_reads_the_store(report, store, tmp_path, monkeypatch):
     rows = read_csv(report / "tables" / "datasets.csv")
     assert rows == [{"id": "smax/3m/heuristic-v0", "tier": "heuristic", "episodes": "200",
                      "steps": "4321", "return_mean": "12.5", "win_rate": "0.75",
                      "status": "ok"}]
     # a dataset that cannot be read is listed as missing, not fatal
-    build_report(store, tmp_path, formats=["png"], say=lambda _: None)
-    (row,) = read_csv(tmp_path / "tables" / "datasets.csv")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "empty"))
+    build_report(store, tmp_path / "out", formats=["png"], say=lambda _: None)
+    (row,) = read_csv(tmp_path / "out" / "tables" / "datasets.csv")
     assert row["status"].startswith("missing: dataset 'smax/3m/heuristic-v0' does not exist")
 
 

@@ -308,7 +308,7 @@ def run_job(job: JobSpec, runs_dir: Path, say=print, cache_dir: Path | None = No
     stop = stop or StopFlag()
     with file_lock(run_dir / ".lock", f"run directory {run_dir}", wait=False), stop.installed():
         log = _RunLog(run_dir / "run.log", say)
-        resume = _load_resume(run_dir, log)
+        resume = _load_resume(run_dir, job, log)
         if resume is None:
             for stale in ("metrics.jsonl", "checkpoint.pt", "model.pt"):
                 (run_dir / stale).unlink(missing_ok=True)
@@ -354,8 +354,8 @@ class _RunLog:
             f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {msg}\n")
 
 
-def _load_resume(run_dir: Path, say) -> dict | None:
-    """The last checkpoint with its training state, or None (start afresh)."""
+def _load_resume(run_dir: Path, job: JobSpec, say) -> dict | None:
+    """The last checkpoint with its training state, or None (start afresh, saying why)."""
     from o2omarl.qmix import load_checkpoint
 
     path = run_dir / "checkpoint.pt"
@@ -366,7 +366,14 @@ def _load_resume(run_dir: Path, say) -> dict | None:
     except BenchError as e:
         say(f"{e}; starting the run afresh")
         return None
+    env = env_info(job.map_name, job.backend).to_dict()
+    if ckpt.get("method") != job.method or ckpt.get("env") != env:
+        say(f"checkpoint {path} is from method {ckpt.get('method')!r} on "
+            f"{(ckpt.get('env') or {}).get('map_name')!r}, not {job.method!r} on "
+            f"{job.map_name!r}; starting the run afresh")
+        return None
     if "training" not in ckpt:
+        say(f"checkpoint {path} holds no training state (an older o2omarl); starting afresh")
         return None
     say(f"resuming from the checkpoint at env step {ckpt['training']['last_eval']:,}")
     return ckpt

@@ -126,7 +126,8 @@ def build_report(runs_dir="runs", out="reports", maps=None, methods=None,
                                  f"figures/{name}_{task.slug}",
                                  f"{task.label}: {label}, mean over seeds with 95% bootstrap "
                                  "band; the marker at step 0 is the offline policy."))
-            part = [b for b in bands if b.method in figures.ABLATION]
+            # A labelled variant (ft-qmix_eps0.2, benchmarks/unlearning.py) joins its method.
+            part = [b for b in bands if b.method.split("_")[0] in figures.ABLATION]
             if unit and len(part) >= 2:
                 ablations.append(figure(
                     figures.curve_figure(part, label, f"Ablation: {task.label}", True),
