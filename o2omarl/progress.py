@@ -72,8 +72,9 @@ class Board:
     """One live line per parallel job. On a terminal the lines are redrawn in place under the
     messages; elsewhere (logs, CI) each job's line is printed at most every `every` seconds."""
 
-    def __init__(self, stream=None, every: float = 10.0):
-        self.stream = stream or sys.stderr
+    def __init__(self, stream=None, every: float = 10.0, out=None):
+        self.stream = stream or sys.stderr  # the live lines
+        self.out = out or sys.stdout  # messages, where a single-job run prints them too
         self.tty = self.stream.isatty()
         self.every, self.lines, self.shown, self.last = every, {}, 0, {}
 
@@ -92,13 +93,14 @@ class Board:
             self._redraw()
 
     def say(self, msg: str) -> None:
-        """A message above the live lines."""
+        """A message (on stdout) above the live lines (on stderr)."""
         if self.tty:
             self._clear()
-        self.stream.write(msg + "\n")
+            self.stream.flush()
+        self.out.write(msg + "\n")
+        self.out.flush()
         if self.tty:
             self._redraw()
-        self.stream.flush()
 
     def _clear(self) -> None:
         if self.shown:

@@ -298,4 +298,4 @@ def test_sigterm_to_a_parallel_run_checkpoints_every_worker(heuristic_3m, tmp_pa
         assert ckpt["training"]["rollout"]["env_steps"] == status["env_step"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
-    assert (done.stdout + done.stderr).count("resuming from the checkpoint") == 2
+    assert done.stdout.count("resuming from the checkpoint") == 2
