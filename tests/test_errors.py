@@ -190,7 +190,7 @@ def test_nan_loss_during_pretraining(fresh_root, tmp_path, capsys):
     dataset_id = _write_dataset("huge", huge)
     runs = tmp_path / "runs"
     code, _, err = bench(run_argv(dataset_id, runs), capsys)
-    assert code == 1 and "diverged" in one_line(err)
+    assert code == 1 and "diverged at offline update 1" in one_line(err)
     status = json.loads(next(runs.rglob("status.json")).read_text())
     assert status["state"] == "failed" and "diverged" in status["error"]
     assert list(runs.rglob("model.pt")) == []

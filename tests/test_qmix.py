@@ -258,7 +258,9 @@ def _tree(folder):
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def test_pretraining_is_cached_and_reused_by_another_method(heuristic_3m, tmp_path):
+def test_pretraining_is_cached_and_reused_by_another_method(heuristic_3m, tmp_path,
+                                                           monkeypatch):
+    from o2omarl import datasets
     from o2omarl.benchmark import run_all
     from o2omarl.benchmark.runner import read_jsonl
 
@@ -274,8 +276,11 @@ def test_pretraining_is_cached_and_reused_by_another_method(heuristic_3m, tmp_pa
     before = _tree(cache)
     assert {str(p) for p in before} >= {"model.pt", "pretrain.jsonl", "key.json"}
 
+    loads = []  # a cache hit must not even read the dataset (nor checksum it)
+    monkeypatch.setattr(datasets, "load", lambda *a, **k: loads.append(a) or 1 / 0)
     run_all(["cql-ft"], "3m", heuristic_3m.dataset_id, [0], steps=400, pretrain_steps=40,
             runs_dir=tmp_path, overrides=over, say=said2.append)
+    assert loads == []
     assert any("loaded from cache" in s for s in said2), said2
     assert not any("offline pretraining" in s for s in said2)
     assert _tree(cache) == before  # no retraining: same files, contents and mtimes

@@ -15,7 +15,8 @@ import time
 import pytest
 import torch
 
-from o2omarl.benchmark.runner import file_lock, read_jsonl
+from o2omarl.benchmark.results import read_jsonl
+from o2omarl.locks import file_lock
 from o2omarl.cli import main
 from o2omarl.qmix import load_checkpoint
 

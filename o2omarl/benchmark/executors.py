@@ -108,8 +108,8 @@ def _worker(job: JobSpec, runs_dir: Path, threads: int, out) -> None:
     try:
         row = run_job(job, runs_dir, lambda msg: out.put(("say", key, msg)), stop=stop)
         out.put(("done", key, row))
-    except Interrupted as e:
-        out.put(("stopped", key, str(e)))
+    except (Interrupted, KeyboardInterrupt) as e:  # Ctrl-C (while pretraining: no checkpoint)
+        out.put(("stopped", key, str(e) or "stopped before fine-tuning started"))
     except BaseException as e:  # reported to the parent, which decides the exit code
         out.put(("failed", key, str(e) or type(e).__name__))
 

@@ -14,12 +14,12 @@ raising, so `bench runs list` and `bench report` can show them next to the healt
 from __future__ import annotations
 
 import csv
-import fcntl
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from o2omarl import atomic
+from o2omarl.locks import is_held
 
 # The columns of results.csv, in order; metric columns follow these.
 ID_COLUMNS = ("map", "backend", "dataset", "method", "seed", "budget", "pretrain_steps", "state")
@@ -93,23 +93,10 @@ def read_run(path: Path) -> RunRecord:
         rec.state, rec.error = status["state"], status.get("error")
     except (OSError, ValueError, KeyError, TypeError) as e:
         rec.state, rec.error = "damaged", f"unreadable status.json: {e}"
-    if rec.state == "running" and not _held(rec.path / ".lock"):
+    if rec.state == "running" and not is_held(rec.path / ".lock"):
         rec.state, rec.error = "stopped", "killed (no process holds it); rerun to resume"
     rec.rows = read_jsonl(rec.path / "metrics.jsonl")
     return rec
-
-
-def _held(lock: Path) -> bool:
-    """Whether a live `bench run` process holds the run folder's lock."""
-    try:
-        with open(lock, "a") as f:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            fcntl.flock(f, fcntl.LOCK_UN)
-            return False
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
 
 
 def scan(runs_dir: Path) -> list[RunRecord]:

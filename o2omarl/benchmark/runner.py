@@ -20,7 +20,7 @@ checkpoint.pt and continues exactly as if it had never stopped.
 from __future__ import annotations
 
 import contextlib
-import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -40,6 +40,7 @@ from o2omarl.benchmark.results import STORE_VERSION, read_jsonl
 from o2omarl.datasets import DatasetRecord, store
 from o2omarl.envs import DEFAULT_BACKEND, env_info, make_env
 from o2omarl.errors import BenchError, Interrupted, UsageError, positive
+from o2omarl.locks import file_lock
 
 DEFAULT_TIER = "medium"
 
@@ -64,19 +65,6 @@ def git_commit() -> str | None:
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
-
-
-@contextlib.contextmanager
-def file_lock(path: Path, what: str, wait: bool):
-    """An exclusive lock on `path`; with wait=False a holder means a clear error, not a wait."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            raise BenchError(f"{what} is in use by another `bench run` process; wait for it "
-                             "to finish or use another --runs-dir") from None
-        yield
 
 
 @dataclass
@@ -176,8 +164,9 @@ def _make_method(job: JobSpec):
     return cls(env_info(job.map_name, job.backend), job.config, job.seed, job.device)
 
 
-def _pretrained(method, job: JobSpec, cache_dir: Path, data, eval_env, say) -> None:
-    """Load cached offline weights for (dataset version, settings, seed), or train and cache."""
+def _pretrained(method, job: JobSpec, cache_dir: Path, dataset, eval_env, say) -> None:
+    """Load cached offline weights for (dataset version, settings, seed), or train on
+    `dataset()` and cache them."""
     key = {"dataset": job.dataset.dataset_id, "files": job.dataset.meta["files"],
            "settings": method.cfg.pretrain_key(), "seed": job.seed}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
@@ -195,7 +184,7 @@ def _pretrained(method, job: JobSpec, cache_dir: Path, data, eval_env, say) -> N
         log_path = folder / "pretrain.jsonl"
         log_path.unlink(missing_ok=True)
         say(f"offline pretraining on {job.dataset.dataset_id}: {job.pretrain_steps} updates")
-        method.pretrain(data, JsonLines(log_path), eval_env)
+        method.pretrain(dataset(), JsonLines(log_path), eval_env)
         write_json(folder / "key.json", key)
         method.save(model)
 
@@ -295,7 +284,6 @@ def run_job(job: JobSpec, runs_dir: Path, say=print, cache_dir: Path | None = No
     """
     cache_dir = Path(cache_dir) if cache_dir else Path(runs_dir) / ".pretrained"
     run_dir = job.run_dir(runs_dir)
-    method = _make_method(job)
     config = job_config(job)
     status_path = run_dir / "status.json"
     if run_dir.exists():
@@ -304,6 +292,7 @@ def run_job(job: JobSpec, runs_dir: Path, say=print, cache_dir: Path | None = No
         say(f"{run_dir}: already done, skipped")
         rows = read_jsonl(run_dir / "metrics.jsonl")
         return rows[-1] if rows else {}
+    method = _make_method(job)
     run_dir.mkdir(parents=True, exist_ok=True)
     stop = stop or StopFlag()
     with file_lock(run_dir / ".lock", f"run directory {run_dir}", wait=False), stop.installed():
@@ -383,16 +372,16 @@ def _execute(method, job: JobSpec, cache_dir: Path, run_dir: Path, say, resume,
              stop: StopFlag):
     """Pretrain (or load the cache), then fine-tune; returns the `OnlineTraining`, finished
     or stopped (then checkpointed where it stopped)."""
-    info = method.info
     eval_env = make_env(job.map_name, method.cfg.eval_episodes, job.backend)
-    data = None
-    if job.dataset is not None and (method.uses_offline_init or method.uses_offline_data):
-        data = datasets.load(job.dataset, info)
+    # The dataset is read only if something needs its episodes: with the pretrained weights
+    # cached, ft-qmix/ovm/se/ovmse jobs skip loading (and checksumming) it altogether.
+    dataset = functools.cache(lambda: datasets.load(job.dataset, method.info))
     if method.uses_offline_init:
-        _pretrained(method, job, cache_dir, data, eval_env, say)
+        _pretrained(method, job, cache_dir, dataset, eval_env, say)
     env = make_env(job.map_name, method.cfg.num_envs, job.backend)
     metrics = run_dir / "metrics.jsonl"
-    training = method.online(env, eval_env, job.steps, JsonLines(metrics), data)
+    training = method.online(env, eval_env, job.steps, JsonLines(metrics),
+                             dataset() if method.uses_offline_data else None)
     replay = _ReplayLog(run_dir / "replay")
     if resume is not None:
         method.learner.load_state_dict(resume["learner"])

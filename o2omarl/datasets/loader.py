@@ -158,12 +158,22 @@ def load(record: DatasetRecord, env: EnvInfo | None = None) -> EpisodeArrays:
     return out
 
 
-def _check_checksums(record: DatasetRecord) -> None:
+def _checksum_problems(record: DatasetRecord) -> list[str]:
+    problems = []
     for rel, digest in record.meta.get("files", {}).items():
         p = record.path / rel
-        if not p.is_file() or sha256(p) != digest:
-            raise BenchError(f"dataset {record.dataset_id}: {rel} is missing or fails its sha256 "
-                             "checksum; run `bench datasets verify --all` and collect it again")
+        if not p.is_file():
+            problems.append(f"{rel} is missing")
+        elif sha256(p) != digest:
+            problems.append(f"{rel} fails its sha256 checksum")
+    return problems
+
+
+def _check_checksums(record: DatasetRecord) -> None:
+    problems = _checksum_problems(record)
+    if problems:
+        raise BenchError(f"dataset {record.dataset_id}: {problems[0]}; run `bench datasets "
+                         "verify --all` and collect it again")
 
 
 def _check_finite(record: DatasetRecord, e: int, reward, obs, state) -> None:
@@ -176,13 +186,7 @@ def _check_finite(record: DatasetRecord, e: int, reward, obs, state) -> None:
 
 def verify(record: DatasetRecord) -> list[str]:
     """Every problem found, first the checksums, then structure and counts. Empty if intact."""
-    problems = []
-    for rel, digest in record.meta.get("files", {}).items():
-        p = record.path / rel
-        if not p.is_file():
-            problems.append(f"{rel} is missing")
-        elif sha256(p) != digest:
-            problems.append(f"{rel} fails its sha256 checksum")
+    problems = _checksum_problems(record)
     if problems:
         return problems
     info, stats = record.env, record.stats

@@ -14,7 +14,6 @@ only when complete, so a killed collection never leaves a dataset id behind.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -31,6 +30,7 @@ import numpy as np
 from o2omarl.datasets.collect import Episode
 from o2omarl.envs.base import EnvInfo
 from o2omarl.errors import BenchError, UsageError
+from o2omarl.locks import file_lock
 
 SIDECAR = "o2omarl.json"
 FORMAT = "o2omarl-dataset/1"
@@ -178,17 +178,6 @@ def resolve(spec: str, map_name: str | None = None, backend: str = "smax") -> Da
     return record
 
 
-@contextlib.contextmanager
-def _lock(name: str):
-    """Serialise writers of one dataset family (two `bench collect` of the same tier)."""
-    lock_dir = _private() / "locks"
-    lock_dir.mkdir(exist_ok=True)
-    with open(lock_dir / (name.replace("/", "__") + ".lock"), "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def find_same(backend: str, map_name: str, tier: str, settings: dict) -> DatasetRecord | None:
@@ -312,11 +301,11 @@ def _ensure_namespace(namespace: str) -> None:
             create_namespace(namespace, description=f"o2omarl datasets for {namespace}")
 
 
-@contextlib.contextmanager
 def claim(backend: str, map_name: str, tier: str):
-    """Hold the writer lock of one dataset family (reuse check + write as one step)."""
-    with _lock(f"{backend}/{map_name}/{tier}"):
-        yield
+    """Hold the writer lock of one dataset family (reuse check + write as one step): a second
+    `bench collect` of the same tier waits, then finds the first one's version."""
+    return file_lock(_private() / "locks" / f"{backend}__{map_name}__{tier}.lock",
+                     f"dataset family {backend}/{map_name}/{tier}", wait=True)
 
 
 def delete(dataset_id: str) -> Path:

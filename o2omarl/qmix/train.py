@@ -70,10 +70,9 @@ class _Window:
         return row
 
 
-def _check_finite(metrics: dict, step: int) -> None:
+def _check_finite(metrics: dict, where: str, kept: str) -> None:
     if not math.isfinite(metrics["loss"]):
-        raise Diverged(f"training diverged at env step {step}: loss is {metrics['loss']}; "
-                       "the last good checkpoint is kept")
+        raise Diverged(f"training diverged at {where}: loss is {metrics['loss']}; {kept}")
 
 
 class OnlineTraining:
@@ -196,7 +195,8 @@ class OnlineTraining:
                 batch = Batch.cat(self.offline.sample(self.n_off, self.rng, learner.device),
                                   batch)
             metrics = learner.update(batch, ctx)
-            _check_finite(metrics, self.env_step)
+            _check_finite(metrics, f"env step {self.env_step}",
+                          "the last good checkpoint is kept")
             for k, v in metrics.items():
                 window.metrics[k].append(v)
             self.pending -= 1.0
@@ -218,7 +218,6 @@ def pretrain(
     seed: int,
     log: Log,
     eval_env: VecEnv | None = None,
-    on_eval: Callable[[int], None] | None = None,
 ) -> dict:
     """Offline training on dataset episodes (the learner carries the conservative loss term)."""
     rng = np.random.default_rng([seed, 4])
@@ -227,7 +226,7 @@ def pretrain(
     start = time.monotonic()
     for i in range(1, cfg.steps + 1):
         metrics = learner.update(data.sample(cfg.batch_size, rng, learner.device))
-        _check_finite(metrics, 0)
+        _check_finite(metrics, f"offline update {i}", "no pretrained weights were cached")
         for k, v in metrics.items():
             window.metrics[k].append(v)
         at_eval = i == cfg.steps or (cfg.eval_interval and i % cfg.eval_interval == 0)
@@ -238,8 +237,6 @@ def pretrain(
                 row.update(evaluate(learner.agent, eval_env, cfg.eval_episodes, seed + 7,
                                     learner.device))
             log(row)
-            if on_eval:
-                on_eval(i)
             bar.update(i, f"win rate {row.get('test_win_rate', float('nan')):.2f}", force=True)
         else:
             bar.update(i)
