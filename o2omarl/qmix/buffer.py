@@ -67,18 +67,8 @@ class EpisodeStore:
     """A ring of up to `capacity` padded episodes; uniform episode sampling."""
 
     def __init__(self, info: EnvInfo, capacity: int, offline: bool = False):
-        T, n = info.episode_limit, info.n_agents
         self.capacity, self.offline = capacity, offline
-        self.data = EpisodeArrays(
-            obs=np.zeros((capacity, T + 1, n, info.obs_dim), np.float32),
-            state=np.zeros((capacity, T + 1, info.state_dim), np.float32),
-            avail=np.zeros((capacity, T + 1, n, info.n_actions), bool),
-            actions=np.zeros((capacity, T, n), np.int64),
-            reward=np.zeros((capacity, T), np.float32),
-            terminated=np.zeros((capacity, T), bool),
-            truncated=np.zeros((capacity, T), bool),
-            filled=np.zeros((capacity, T), bool),
-        )
+        self.data = EpisodeArrays.zeros(capacity, info)
         self.lengths = np.zeros(capacity, np.int64)
         self.won = np.zeros(capacity, bool)  # battle_won is only ever true on the last step
         self.size = 0
