@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable
@@ -224,8 +225,9 @@ def pretrain(
     window, row = _Window(), {}
     bar = Progress("pretrain", cfg.steps, "updates")
     start = time.monotonic()
-    for i in range(1, cfg.steps + 1):
-        metrics = learner.update(data.sample(cfg.batch_size, rng, learner.device))
+    for i, batch in enumerate(_prefetched(data, cfg.batch_size, rng, learner.device,
+                                          cfg.steps), start=1):
+        metrics = learner.update(batch)
         _check_finite(metrics, f"offline update {i}", "no pretrained weights were cached")
         for k, v in metrics.items():
             window.metrics[k].append(v)
@@ -242,3 +244,22 @@ def pretrain(
             bar.update(i)
     bar.close()
     return row
+
+
+def _prefetched(data: EpisodeStore, batch_size: int, rng: np.random.Generator, device,
+                count: int):
+    """`count` batches sampled as `data.sample` would, each built (agent inputs included) in a
+    side thread while the learner trains on the one before: ~6% of an offline update. One
+    thread draws them all, in order, so the batches are the same as sampled inline."""
+    def make() -> Batch:
+        batch = data.sample(batch_size, rng, device)
+        batch.agent_inputs  # noqa: B018 - built here, off the learner's thread
+        return batch
+
+    with ThreadPoolExecutor(1, thread_name_prefix="o2omarl-batches") as pool:
+        nxt = pool.submit(make) if count > 0 else None
+        for i in range(count):
+            batch = nxt.result()
+            if i + 1 < count:
+                nxt = pool.submit(make)
+            yield batch
