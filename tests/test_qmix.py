@@ -230,6 +230,29 @@ def test_conservative_term_pushes_absent_actions_below_data_actions(data3m, info
     assert gaps[5.0] > 1.0, gaps
 
 
+def test_side_threads_change_no_number(data3m, info3m):
+    """Pretraining builds batches in a side thread, and each update unrolls the target network
+    in another: the batches must be those of inline sampling, and identically seeded learners
+    must produce identical losses (a race on weights or inputs would show here)."""
+    from o2omarl.qmix.train import _prefetched
+
+    store = EpisodeStore.from_arrays(data3m, info3m)
+    rng = np.random.default_rng(3)
+    inline = [store.sample(8, rng) for _ in range(6)]
+    ahead = list(_prefetched(store, 8, np.random.default_rng(3), "cpu", 6))
+    assert len(ahead) == 6
+    for a, b in zip(inline, ahead):
+        for name in ("obs", "state", "avail", "actions", "reward", "filled"):
+            assert torch.equal(getattr(a, name), getattr(b, name)), name
+        assert torch.equal(a.agent_inputs, b.agent_inputs)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        learner = Learner(info3m, LearnerConfig(**TINY, target_update_interval=2))
+        runs.append([learner.update(b)["loss"] for b in ahead])
+    assert runs[0] == runs[1] and len(set(runs[0])) == 6
+
+
 @pytest.fixture
 def heuristic_3m_300(fresh_root):
     """300 heuristic episodes in a private root (the session's 60 are too few to pretrain)."""

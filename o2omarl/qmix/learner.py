@@ -173,7 +173,7 @@ class Learner:
         # The target network's unroll needs nothing from the online one, so it runs in a
         # second thread meanwhile (torch ops release the GIL): on a free core it hides ~8 of
         # an update's ~70 ms; on a busy one it costs a context switch. Same numbers either way.
-        batch.agent_inputs  # built once, here, before two threads read it
+        batch.agent_inputs  # noqa: B018 - built once, here, before two threads read it
         target_q = _side_thread().submit(self.target_q_values, batch)
         q_all = self.q_values(self.agent, batch)  # (B, T+1, n, A)
         T = batch.reward.shape[1]
