@@ -66,15 +66,16 @@ def _small_pages():
     tries to compact memory for a huge page, and on VMs that cannot supply one every 4 KB page
     fault pays for a failed attempt: loading 1M transitions took 20.5 s with the advice and
     13.3 s without (2s3z, side by side)."""
-    try:
-        from numpy._core.multiarray import _set_madvise_hugepage
-    except ImportError:  # numpy < 2
-        from numpy.core.multiarray import _set_madvise_hugepage
-    before = _set_madvise_hugepage(False)
+    core = getattr(np, "_core", None) or getattr(np, "core", None)  # numpy 2 / numpy 1
+    set_advice = getattr(getattr(core, "multiarray", None), "_set_madvise_hugepage", None)
+    if set_advice is None:  # a private numpy switch: without it, allocate as numpy does
+        yield
+        return
+    before = set_advice(False)
     try:
         yield
     finally:
-        _set_madvise_hugepage(before)
+        set_advice(before)
 
 
 def check_fits(record: DatasetRecord, env: EnvInfo) -> None:
