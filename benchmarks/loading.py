@@ -29,10 +29,16 @@ def main() -> None:
     ap.add_argument("dataset", help="a stored version, e.g. smax/2s3z/heuristic-v0")
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
+    if args.repeats < 1:
+        sys.exit(f"error: --repeats {args.repeats}: accepted: 1 or more")
     times = []
     for i in range(args.repeats + 1):
-        out = subprocess.run([sys.executable, "-c", CHILD, args.dataset], check=True,
-                             capture_output=True, text=True).stdout.split()
+        child = subprocess.run([sys.executable, "-c", CHILD, args.dataset],
+                               capture_output=True, text=True)
+        if child.returncode != 0:  # e.g. an unknown dataset id: show the loader's own line
+            lines = child.stderr.strip().splitlines() or [f"exit {child.returncode}"]
+            sys.exit(f"error: loading {args.dataset} failed: {lines[-1]}")
+        out = child.stdout.split()
         seconds, steps = float(out[0]), int(out[1])
         label = "first (cold page cache possible)" if i == 0 else f"repeat {i}"
         print(f"{label:34s} {seconds:6.1f} s  {seconds * 1e5 / steps:5.2f} s per 100k steps")
