@@ -31,6 +31,7 @@ from o2omarl.qmix import (
     evaluate,
 )
 from o2omarl.qmix.networks import RNNAgent, agent_input_dim, build_inputs
+from o2omarl.ovmse import Ovmse
 from o2omarl.qmix.train import OnlineTraining
 
 TINY = dict(hidden=16, mixer_embed=8, hypernet_hidden=16)
@@ -316,7 +317,8 @@ def test_pretraining_is_cached_and_reused_by_another_method(heuristic_3m, tmp_pa
         assert r_ft[key] == r_cql[key], key
 
 
-def test_hybrid_batches_hold_the_offline_fraction(data3m, info3m, env4, env32):
+def test_hybrid_batches_hold_the_offline_fraction(data3m, info3m, env4, env32, monkeypatch):
+    monkeypatch.setenv("O2OMARL_LEARNER", "inline")  # so that the patched update is the one run
     cfg = Hybrid.Config(**TINY, eval_interval=10**6, eval_episodes=4, updates_per_episode=1.0)
     assert cfg.offline_fraction == 0.5 and cfg.batch_size == 32
     method = Hybrid(info3m, cfg, seed=0)
@@ -366,7 +368,45 @@ class NanRewardsAfter:
         return out
 
 
-def test_diverging_run_raises_naming_the_env_step(info3m, env4, env32):
+def _finetuned(mode, method_cls, info, data, env4, env32, monkeypatch):
+    monkeypatch.setenv("O2OMARL_LEARNER", mode)
+    cfg = method_cls.Config(**TINY, eval_interval=400, eval_episodes=4, updates_per_episode=1.0,
+                            batch_size=8, eps_anneal_steps=1000)
+    method = method_cls(info, cfg, seed=0)
+    method.load_pretrained(method.learner.state_dict())  # OVM freezes its memory here
+    rows = []
+    training = method.online(env4, env32, 1200, rows.append, data=data)
+    kind = type(training.updates).__name__
+    training.run()
+    for r in rows:
+        r.pop("wall_s"), r.pop("env_steps_per_s")
+    return kind, rows, method.learner.state_dict(), training
+
+
+@pytest.mark.parametrize("method_cls", [Hybrid, Ovmse], ids=["hybrid", "ovmse"])
+def test_learner_process_gives_the_numbers_of_inline_updates(method_cls, data3m, info3m, env4,
+                                                             env32, monkeypatch):
+    """The updates run in this process or in a learner process on one schedule: the same
+    metrics rows (losses, OVM's lambda, win rates) and the same final weights, exactly."""
+    kind_a, rows_a, sd_a, train_a = _finetuned("inline", method_cls, info3m, data3m, env4,
+                                               env32, monkeypatch)
+    kind_b, rows_b, sd_b, _ = _finetuned("process", method_cls, info3m, data3m, env4, env32,
+                                         monkeypatch)
+    assert (kind_a, kind_b) == ("InlineUpdates", "LearnerProcess")
+    assert len(rows_a) == 4 and rows_a[-1]["updates"] > 40
+    assert rows_a == rows_b
+    assert sd_a["updates"] == sd_b["updates"]
+    for part in ("agent", "mixer", "target_agent", "target_mixer"):
+        for k, v in sd_a[part].items():
+            assert torch.equal(v, sd_b[part][k]), (part, k)
+    # The actor lags one submission: it has not yet got the weights of the last one.
+    acting, fresh = train_a.actor.agent.state_dict(), train_a.fresh
+    assert all(torch.equal(fresh[k], v) for k, v in sd_a["agent"].items())
+    assert not all(torch.equal(acting[k], v) for k, v in fresh.items())
+
+
+def test_diverging_run_raises_naming_the_env_step(info3m, env4, env32, monkeypatch):
+    monkeypatch.setenv("O2OMARL_LEARNER", "inline")  # so that the patched update is the one run
     torch.manual_seed(0)
     learner = Learner(info3m, LearnerConfig(**TINY))
     updates = []
@@ -384,11 +424,13 @@ def test_diverging_run_raises_naming_the_env_step(info3m, env4, env32):
     with pytest.raises(Diverged) as exc:
         OnlineTraining(learner, Parts(), cfg, env, env32, budget=10_000, seed=0,
                        log=lambda row: None).run()
-    step, loss = updates[-1]
-    assert not np.isfinite(loss)
-    assert len(updates) > 1 and all(np.isfinite(l) for _, l in updates[:-1])  # noqa: E741
+    bad = [i for i, (_, loss) in enumerate(updates) if not np.isfinite(loss)]
+    assert bad and bad[0] > 1  # trained fine before the rewards turned NaN
+    step = updates[bad[0]][0]
     assert step > 600
     assert f"env step {step}" in str(exc.value)
+    # It stopped with the submission that diverged: no update came after it.
+    assert all(s == step for s, _ in updates[bad[0]:])
 
 
 # -- `bench run` input checks ---------------------------------------------------------------------

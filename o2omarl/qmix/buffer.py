@@ -67,7 +67,7 @@ class EpisodeStore:
     """A ring of up to `capacity` padded episodes; uniform episode sampling."""
 
     def __init__(self, info: EnvInfo, capacity: int, offline: bool = False):
-        self.capacity, self.offline = capacity, offline
+        self.info, self.capacity, self.offline = info, capacity, offline
         self.data = EpisodeArrays.zeros(capacity, info)
         self.lengths = np.zeros(capacity, np.int64)
         self.won = np.zeros(capacity, bool)  # battle_won is only ever true on the last step
@@ -78,7 +78,8 @@ class EpisodeStore:
     def from_arrays(cls, arrays: EpisodeArrays, info: EnvInfo) -> "EpisodeStore":
         """Wrap a loaded offline dataset without copying it."""
         store = cls.__new__(cls)
-        store.capacity = store.size = len(arrays)
+        store.info, store.capacity = info, len(arrays)
+        store.size = len(arrays)
         store.offline, store.data = True, arrays
         store.lengths = arrays.filled.sum(1)
         store.won = np.zeros(len(arrays), bool)
@@ -113,19 +114,27 @@ class EpisodeStore:
     def episodes(self, since: int = 0):
         """The stored episodes numbered `since` or later, oldest first, as `Episode`s (to write
         a replay dataset, or the part of the replay a checkpoint has not saved yet)."""
+        return (ep for _, ep in self.numbered(since))
+
+    def numbered(self, since: int = 0):
+        """(number, episode) for the stored episodes numbered `since` or later: `put` them
+        into another store to copy the ring exactly."""
         d = self.data
         for g in range(max(since, self.added - self.size), self.added):
             i = g % self.capacity
             L = int(self.lengths[i])
-            yield Episode(obs=d.obs[i, : L + 1], state=d.state[i, : L + 1],
-                          avail=d.avail[i, : L + 1], actions=d.actions[i, :L],
-                          reward=d.reward[i, :L], terminated=d.terminated[i, :L],
-                          truncated=d.truncated[i, :L],
-                          battle_won=self.won[i] & (np.arange(L) == L - 1))
+            yield g, Episode(obs=d.obs[i, : L + 1], state=d.state[i, : L + 1],
+                             avail=d.avail[i, : L + 1], actions=d.actions[i, :L],
+                             reward=d.reward[i, :L], terminated=d.terminated[i, :L],
+                             truncated=d.truncated[i, :L],
+                             battle_won=self.won[i] & (np.arange(L) == L - 1))
+
+    def draw(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
+        """Slots of `batch_size` episodes drawn uniformly (with replacement), sorted."""
+        return np.sort(rng.integers(0, self.size, batch_size))
 
     def sample(self, batch_size: int, rng: np.random.Generator, device="cpu") -> Batch:
-        idx = np.sort(rng.integers(0, self.size, batch_size))
-        return self.batch(idx, device)
+        return self.batch(self.draw(batch_size, rng), device)
 
     def batch(self, idx: np.ndarray, device="cpu") -> Batch:
         T = int(self.lengths[idx].max())

@@ -8,6 +8,7 @@ rule and loss terms); there is no second copy of this loop.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections import defaultdict
@@ -24,6 +25,7 @@ from o2omarl.progress import Progress
 from o2omarl.qmix.acting import Actor, ExplorationRule, Schedule, epsilon_greedy, evaluate
 from o2omarl.qmix.buffer import Batch, EpisodeStore
 from o2omarl.qmix.learner import Learner, UpdateContext
+from o2omarl.qmix.updates import Updates, make_updates
 
 Log = Callable[[dict], None]
 
@@ -83,21 +85,28 @@ class OnlineTraining:
     `state_dict()` holds everything but the learner (saved by the method) and the replay
     episodes, which the caller persists incrementally with `buffer.episodes(since=...)`:
     rewriting the whole buffer at every checkpoint would cost hundreds of MB each time.
+
+    Updates follow the schedule of `qmix/updates.py`: the actor acts with its own copy of the
+    agent, which gets the learner's weights one submission late, whether the updates run here
+    or in a learner process (`updates`; default: `make_updates`, O2OMARL_LEARNER).
     """
 
     def __init__(self, learner: Learner, parts: Parts, cfg: OnlineConfig, env: VecEnv,
                  eval_env: VecEnv, budget: int, seed: int, log: Log,
                  offline: EpisodeStore | None = None, label: str = "train",
-                 buffer: EpisodeStore | None = None):
+                 buffer: EpisodeStore | None = None, updates: Updates | None = None):
         info = env.info
         self.learner, self.parts, self.cfg = learner, parts, cfg
         self.eval_env, self.budget, self.seed, self.log, self.label = (
             eval_env, budget, seed, log, label)
-        self.actor = Actor(learner.agent, env.num_envs, info.n_agents, info.n_actions,
-                           parts.explore, seed, learner.device)
+        self.actor = Actor(copy.deepcopy(learner.agent), env.num_envs, info.n_agents,
+                           info.n_actions, parts.explore, seed, learner.device)
+        self.in_flight: int | None = None  # env step of the submitted, unfinished updates
+        self.fresh: dict | None = None  # weights the actor gets at the next submission
         self.rollout = Rollout(env, self.actor, seed)
         self.buffer = buffer if buffer is not None else EpisodeStore(info, cfg.buffer_episodes)
         self.offline = offline
+        self.updates = updates if updates is not None else make_updates(learner, self.buffer)
         self.rng = np.random.default_rng([seed, 3])
         self.n_off = round(cfg.batch_size * parts.offline_fraction) if offline is not None else 0
         self.window, self.pending, self.episodes = _Window(), 0.0, 0
@@ -113,11 +122,14 @@ class OnlineTraining:
         return self.last_eval >= self.budget
 
     def state_dict(self) -> dict:
+        assert self.in_flight is None, "checkpoint between steps, after run() returns or on_eval"
         w = self.window
         return {"rollout": self.rollout.state_dict(), "rng": self.rng.bit_generator.state,
                 "pending": self.pending, "episodes": self.episodes,
                 "next_eval": self.next_eval, "last_eval": self.last_eval, "row": self.row,
                 "elapsed": self.elapsed,
+                "acting": {k: v.clone() for k, v in self.actor.agent.state_dict().items()},
+                "fresh": self.fresh,
                 "window": {"returns": list(w.returns), "wins": list(w.wins),
                            "metrics": {k: list(v) for k, v in w.metrics.items()},
                            "explorers": list(w.explorers)}}
@@ -128,6 +140,9 @@ class OnlineTraining:
         self.pending, self.episodes = sd["pending"], sd["episodes"]
         self.next_eval, self.last_eval, self.row = sd["next_eval"], sd["last_eval"], sd["row"]
         self.elapsed = sd["elapsed"]
+        # Checkpoints from before the lagged schedule: the actor acted with the learner's agent.
+        self.actor.agent.load_state_dict(sd.get("acting") or self.learner.agent.state_dict())
+        self.fresh = sd.get("fresh")
         w = sd["window"]
         self.window.returns, self.window.wins = list(w["returns"]), list(w["wins"])
         self.window.metrics = defaultdict(list, {k: list(v) for k, v in w["metrics"].items()})
@@ -149,6 +164,7 @@ class OnlineTraining:
                 break
             step = self.env_step
             if (step >= self.next_eval or step >= self.budget) and step != self.last_eval:
+                self._sync()
                 self._evaluate(step)
                 bar.update(step, f"win rate {self.row['test_win_rate']:.2f}",
                            rate=self.rollout.steady_rate(), force=True)
@@ -158,8 +174,15 @@ class OnlineTraining:
                 break
             self._collect_and_learn()
             bar.update(self.env_step, rate=self.rollout.steady_rate())
+        self._sync()
+        if self.finished:
+            self.updates.close()
         bar.close()
         return self.row
+
+    def close(self) -> None:
+        """End a learner process now rather than when this object is collected."""
+        self.updates.close()
 
     def _evaluate(self, step: int) -> None:
         cfg, parts, learner = self.cfg, self.parts, self.learner
@@ -189,18 +212,39 @@ class OnlineTraining:
         n_on = cfg.batch_size - self.n_off
         if self.buffer.size < n_on:
             self.pending = 0.0  # PyMARL: learning starts once a full batch of episodes is stored
-        ctx = UpdateContext(env_step=self.env_step, budget=self.budget)
+        if self.pending < 1.0:
+            return
+        # A submission: the actor first gets the previous one's weights, then the updates now
+        # due start (here, or in the learner process while collection goes on).
+        self._finish()
+        if self.fresh is not None:
+            self.actor.agent.load_state_dict(self.fresh)
+            self.fresh = None
+        requests = []
         while self.pending >= 1.0:
-            batch = self.buffer.sample(n_on, self.rng, learner.device)
-            if self.n_off:
-                batch = Batch.cat(self.offline.sample(self.n_off, self.rng, learner.device),
-                                  batch)
-            metrics = learner.update(batch, ctx)
-            _check_finite(metrics, f"env step {self.env_step}",
+            idx = self.buffer.draw(n_on, self.rng)
+            off = self.offline.sample(self.n_off, self.rng, learner.device) if self.n_off else None
+            requests.append((idx, off))
+            self.pending -= 1.0
+        self.updates.submit(requests, UpdateContext(env_step=self.env_step, budget=self.budget))
+        self.in_flight = self.env_step
+
+    def _finish(self) -> None:
+        """Wait for the submitted updates; log their metrics and keep their weights."""
+        if self.in_flight is None:
+            return
+        results, self.fresh = self.updates.wait()
+        for metrics in results:
+            _check_finite(metrics, f"env step {self.in_flight}",
                           "the last good checkpoint is kept")
             for k, v in metrics.items():
-                window.metrics[k].append(v)
-            self.pending -= 1.0
+                self.window.metrics[k].append(v)
+        self.in_flight = None
+
+    def _sync(self) -> None:
+        """Nothing in flight, and the learner here up to date (evaluation, checkpoints)."""
+        self._finish()
+        self.updates.sync()
 
 
 @dataclass

@@ -1,0 +1,212 @@
+"""Where the online updates run: in this process, or in a learner process beside collection.
+
+Both follow one schedule, so they give the same numbers. When a batched step makes updates
+due, their replay indices are drawn and the updates submitted at once, and collection goes on;
+the actor gets the weights those updates produce at the next submission. So the actor acts on
+weights one submission (~4 episodes, one or two updates) old, the kind of lag a parallel runner
+has. In a learner process, collection and learning overlap on two cores, free of the GIL.
+
+The learner process keeps a replica of the replay buffer, fed with each episode once (~0.15 MB
+on 2s3z), and builds its batches itself: sending built batches (~9 MB each) cost more than the
+overlap gained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import multiprocessing as mp
+import os
+import signal
+import weakref
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from o2omarl.errors import BenchError
+from o2omarl.qmix.buffer import Batch, EpisodeStore
+from o2omarl.qmix.learner import Learner, UpdateContext
+
+MODES = ("auto", "inline", "process")
+
+# One update's data: replay indices, and the offline episodes to put before them (or None).
+Request = tuple[np.ndarray, "Batch | None"]
+
+
+class Updates(Protocol):
+    def submit(self, requests: list[Request], ctx: UpdateContext) -> None:
+        """Start one update per request; at most one submission is in flight."""
+
+    def wait(self) -> tuple[list[dict], dict]:
+        """Finish the submission in flight: (metrics of each update, agent weights after)."""
+
+    def sync(self) -> None:
+        """Make the learner in this process hold the newest state (nothing in flight)."""
+
+    def close(self) -> None: ...
+
+
+def agent_weights(learner: Learner) -> dict:
+    return {k: v.detach().clone() for k, v in learner.agent.state_dict().items()}
+
+
+def _run(learner: Learner, replay: EpisodeStore, requests: list[Request],
+         ctx: UpdateContext) -> list[dict]:
+    out = []
+    for idx, offline in requests:
+        batch = replay.batch(idx, learner.device)
+        out.append(learner.update(batch if offline is None else Batch.cat(offline, batch), ctx))
+    return out
+
+
+class InlineUpdates:
+    """The updates run in this process, when submitted."""
+
+    def __init__(self, learner: Learner, replay: EpisodeStore):
+        self.learner, self.replay, self._done = learner, replay, None
+
+    def submit(self, requests: list[Request], ctx: UpdateContext) -> None:
+        self._done = _run(self.learner, self.replay, requests, ctx)
+
+    def wait(self) -> tuple[list[dict], dict]:
+        metrics, self._done = self._done, None
+        return metrics, agent_weights(self.learner)
+
+    def sync(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class LearnerProcess:
+    """The updates run in a child process that holds the learner and a replay replica.
+
+    The child starts at the first submission from this process's learner (so a resumed run's
+    restored state travels with it) and ends when the pipe closes: at `close()`, when this
+    object is collected, or when this process dies. `sync()` copies its state back here
+    (evaluations, checkpoints, the end of a run).
+    """
+
+    def __init__(self, learner: Learner, replay: EpisodeStore):
+        self.learner, self.replay = learner, replay
+        self._conn = self._proc = None
+        self._sent = 0  # replay episodes the child has (global numbers below this)
+
+    def _start(self) -> None:
+        buf = io.BytesIO()
+        torch.save(self.learner, buf)
+        ctx = mp.get_context("spawn")  # fork after JAX/torch threads exist can deadlock
+        here, there = ctx.Pipe()
+        self._proc = ctx.Process(target=_serve, daemon=True, name="o2omarl-learner",
+                                 args=(there, buf.getvalue(), self.replay.info,
+                                       self.replay.capacity))
+        self._proc.start()
+        there.close()
+        self._conn, self._sent = here, 0
+        weakref.finalize(self, here.close)
+
+    def submit(self, requests: list[Request], ctx: UpdateContext) -> None:
+        if self._conn is None:
+            self._start()
+        new = [(g, _numpy(ep)) for g, ep in self.replay.numbered(since=self._sent)]
+        self._sent = self.replay.added
+        off = [(idx, None if b is None else _numpy(b)) for idx, b in requests]
+        self._conn.send(("update", new, off, ctx))
+
+    def _recv(self):
+        try:
+            kind, *reply = self._conn.recv()
+        except (EOFError, OSError):
+            self._proc.join(5)
+            raise BenchError(f"the learner process died (exit code {self._proc.exitcode}); "
+                             "the last good checkpoint is kept") from None
+        if kind == "error":
+            raise BenchError(f"the learner process failed: {reply[0]}")
+        return reply
+
+    def wait(self) -> tuple[list[dict], dict]:
+        metrics, weights, self.learner.updates = self._recv()
+        return metrics, weights
+
+    def sync(self) -> None:
+        if self._conn is None:
+            return
+        self._conn.send(("state",))
+        (state,) = self._recv()
+        self.learner.load_state_dict(state)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._proc.join(10)
+            if self._proc.is_alive():
+                self._proc.kill()
+            self._conn = self._proc = None
+
+
+def _numpy(x):
+    """Episodes and batches cross the pipe as numpy arrays: pickled by value, where torch
+    tensors would go through shared memory (/dev/shm is 64 MB in a default container)."""
+    values = {f.name: getattr(x, f.name) for f in dataclasses.fields(x)}
+    return type(x), {k: v.cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
+                     for k, v in values.items()}
+
+
+def _from_numpy(packed, device):
+    kind, fields = packed
+    if kind is Batch:
+        return Batch(**{k: torch.from_numpy(v).to(device) for k, v in fields.items()})
+    return kind(**fields)
+
+
+def _serve(conn, learner_bytes: bytes, info, capacity: int) -> None:
+    """The learner process: one request at a time, in order, until the pipe closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    torch.set_num_threads(1)
+    learner: Learner = torch.load(io.BytesIO(learner_bytes), weights_only=False)
+    replay = EpisodeStore(info, capacity)
+    try:
+        while True:
+            kind, *args = conn.recv()
+            try:
+                if kind == "update":
+                    new, requests, ctx = args
+                    for g, ep in new:
+                        replay.put(g, _from_numpy(ep, "cpu"))
+                    requests = [(idx, None if b is None else _from_numpy(b, learner.device))
+                                for idx, b in requests]
+                    metrics = _run(learner, replay, requests, ctx)
+                    reply = ("done", metrics, agent_weights(learner), learner.updates)
+                else:  # "state"
+                    reply = ("state", learner.state_dict())
+            except Exception as e:  # noqa: BLE001 - reported to the parent, which raises
+                reply = ("error", f"{type(e).__name__}: {e}")
+            conn.send(reply)
+    except (EOFError, OSError):  # the parent closed the pipe or died
+        return
+
+
+def learner_mode(device: str, mode: str | None = None) -> str:
+    """`inline` or `process`: O2OMARL_LEARNER (auto, inline, process; default auto) decides.
+
+    auto takes a learner process when it has a core of its own: a CPU learner, at least two
+    cores for this job (O2OMARL_CORES, which `bench run --workers` sets, or the CPUs this
+    process may use), and not inside a daemonic worker (which may not start processes).
+    """
+    mode = mode or os.environ.get("O2OMARL_LEARNER", "auto")
+    if mode not in MODES:
+        raise BenchError(f"O2OMARL_LEARNER={mode!r} is not accepted; accepted: "
+                         f"{', '.join(MODES)}")
+    if mode != "auto":
+        return mode
+    cores = int(os.environ.get("O2OMARL_CORES") or len(os.sched_getaffinity(0)))
+    spare = cores >= 2 and not mp.current_process().daemon
+    return "process" if spare and torch.device(device).type == "cpu" else "inline"
+
+
+def make_updates(learner: Learner, replay: EpisodeStore, mode: str | None = None) -> Updates:
+    if learner_mode(str(learner.device), mode) == "process":
+        return LearnerProcess(learner, replay)
+    return InlineUpdates(learner, replay)
