@@ -505,3 +505,21 @@ def test_bench_run_rejects_bad_settings_before_any_job(heuristic_3m, tmp_path, c
     assert named in err and len(err.strip().splitlines()) == 1
     assert "Traceback" not in err
     assert not runs.exists()
+
+
+def test_learner_mode_takes_a_process_only_with_a_spare_core(monkeypatch):
+    from o2omarl.errors import BenchError
+    from o2omarl.qmix.updates import learner_mode
+
+    monkeypatch.delenv("O2OMARL_LEARNER", raising=False)
+    monkeypatch.setenv("O2OMARL_CORES", "1")  # what `bench run --workers` gives one job per core
+    assert learner_mode("cpu") == "inline"
+    monkeypatch.setenv("O2OMARL_CORES", "2")
+    assert learner_mode("cpu") == "process"
+    assert learner_mode("cuda") == "inline"  # a GPU learner gains nothing from the split
+    monkeypatch.setenv("O2OMARL_LEARNER", "inline")
+    assert learner_mode("cpu") == "inline"
+    monkeypatch.setenv("O2OMARL_LEARNER", "threads")
+    with pytest.raises(BenchError, match="O2OMARL_LEARNER='threads' is not accepted; "
+                                         "accepted: auto, inline, process"):
+        learner_mode("cpu")

@@ -80,8 +80,9 @@ def _run_here(jobs, runs_dir, say) -> list[JobResult]:
 # -- local process pool ---------------------------------------------------------------------------
 def _limit_threads(threads: int) -> None:
     """Before JAX or torch start their thread pools: K workers share K cores without
-    oversubscribing them (torch reads O2OMARL_TORCH_THREADS, XLA its flags)."""
-    os.environ["O2OMARL_TORCH_THREADS"] = str(threads)
+    oversubscribing them (torch reads O2OMARL_TORCH_THREADS, XLA its flags, and a job starts
+    a learner process only with two cores of its own: O2OMARL_CORES)."""
+    os.environ["O2OMARL_TORCH_THREADS"] = os.environ["O2OMARL_CORES"] = str(threads)
     flags = os.environ.get("XLA_FLAGS", "")
     if threads == 1 and "multi_thread_eigen" not in flags:
         os.environ["XLA_FLAGS"] = (flags + " --xla_cpu_multi_thread_eigen=false "
