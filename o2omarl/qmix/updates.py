@@ -128,14 +128,14 @@ class LearnerProcess:
 
     def wait(self) -> tuple[list[dict], dict]:
         metrics, weights, self.learner.updates = self._recv()
-        return metrics, weights
+        return metrics, {k: torch.from_numpy(v) for k, v in weights.items()}
 
     def sync(self) -> None:
         if self._conn is None:
             return
         self._conn.send(("state",))
         (state,) = self._recv()
-        self.learner.load_state_dict(state)
+        self.learner.load_state_dict(torch.load(io.BytesIO(state), weights_only=False))
 
     def close(self) -> None:
         if self._conn is not None:
@@ -147,8 +147,9 @@ class LearnerProcess:
 
 
 def _numpy(x):
-    """Episodes and batches cross the pipe as numpy arrays: pickled by value, where torch
-    tensors would go through shared memory (/dev/shm is 64 MB in a default container)."""
+    """Episodes and batches cross the pipe as numpy arrays (and weights as numpy or bytes):
+    pickled by value, where torch tensors would each go through a new shared-memory file,
+    slower for small ones, and /dev/shm is only 64 MB in a default container."""
     values = {f.name: getattr(x, f.name) for f in dataclasses.fields(x)}
     return type(x), {k: v.cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
                      for k, v in values.items()}
@@ -178,9 +179,12 @@ def _serve(conn, learner_bytes: bytes, info, capacity: int) -> None:
                     requests = [(idx, None if b is None else _from_numpy(b, learner.device))
                                 for idx, b in requests]
                     metrics = _run(learner, replay, requests, ctx)
-                    reply = ("done", metrics, agent_weights(learner), learner.updates)
+                    weights = {k: v.cpu().numpy() for k, v in agent_weights(learner).items()}
+                    reply = ("done", metrics, weights, learner.updates)
                 else:  # "state"
-                    reply = ("state", learner.state_dict())
+                    buf = io.BytesIO()
+                    torch.save(learner.state_dict(), buf)
+                    reply = ("state", buf.getvalue())
             except Exception as e:  # noqa: BLE001 - reported to the parent, which raises
                 reply = ("error", f"{type(e).__name__}: {e}")
             conn.send(reply)
