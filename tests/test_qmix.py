@@ -247,11 +247,12 @@ def test_side_threads_change_no_number(data3m, info3m):
             assert torch.equal(getattr(a, name), getattr(b, name)), name
         assert torch.equal(a.agent_inputs, b.agent_inputs)
     runs = []
-    for _ in range(2):
+    for in_thread in (True, True, False):  # False: the target unrolled inline, as in a process
         torch.manual_seed(0)
         learner = Learner(info3m, LearnerConfig(**TINY, target_update_interval=2))
+        learner.target_in_thread = in_thread
         runs.append([learner.update(b)["loss"] for b in ahead])
-    assert runs[0] == runs[1] and len(set(runs[0])) == 6
+    assert runs[0] == runs[1] == runs[2] and len(set(runs[0])) == 6
 
 
 @pytest.fixture

@@ -167,6 +167,7 @@ def _serve(conn, learner_bytes: bytes, info, capacity: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     torch.set_num_threads(1)
     learner: Learner = torch.load(io.BytesIO(learner_bytes), weights_only=False)
+    learner.target_in_thread = False  # the other core is collection's
     replay = EpisodeStore(info, capacity)
     try:
         while True:
