@@ -161,7 +161,9 @@ def run(methods, map_name, dataset, seed, seeds, seed_offset, steps, pretrain_st
     """
     from o2omarl.benchmark import run_all
     from o2omarl.benchmark.executors import default_workers
+    from o2omarl.qmix.updates import learner_mode
 
+    learner_mode("cpu")  # a bad O2OMARL_LEARNER or O2OMARL_CORES fails before any job
     if seed is not None and seeds is not None:
         raise UsageError("give --seed or --seeds, not both")
     if seeds is not None:
@@ -278,8 +280,10 @@ def perf(map_name, num_envs, steps, online_steps, updates, repeats, device, as_j
     from o2omarl.benchmark.perf import PerfConfig, format_table, run_perf
     from o2omarl.devices import resolve_device
     from o2omarl.envs import env_info
+    from o2omarl.qmix.updates import learner_mode
 
     env_info(map_name)  # an unknown map fails here, listing the maps
+    learner_mode("cpu")  # so does a bad O2OMARL_LEARNER or O2OMARL_CORES
     for name, value in (("--num-envs", num_envs), ("--steps", steps),
                         ("--online-steps", online_steps), ("--updates", updates),
                         ("--repeats", repeats)):

@@ -508,6 +508,38 @@ def test_bench_run_rejects_bad_settings_before_any_job(heuristic_3m, tmp_path, c
     assert not runs.exists()
 
 
+def test_a_killed_learner_process_stops_training_with_one_line(info3m, env4, env32,
+                                                               monkeypatch):
+    from o2omarl.errors import BenchError
+
+    monkeypatch.setenv("O2OMARL_LEARNER", "process")
+    learner = Learner(info3m, LearnerConfig(**TINY))
+    cfg = OnlineConfig(num_envs=4, batch_size=8, eval_interval=10**6, eval_episodes=4,
+                       updates_per_episode=1.0)
+    training = OnlineTraining(learner, Parts(), cfg, env4, env32, budget=10_000, seed=0,
+                              log=lambda row: None)
+    training.run(should_stop=lambda: learner.updates >= 3)
+    assert learner.updates >= 3 and not training.finished
+    training.updates._proc.kill()
+    training.updates._proc.join()  # dead before the next submission: the send must fail cleanly
+    with pytest.raises(BenchError, match=r"^the learner process died \(exit code -9\); the "
+                                         r"last good checkpoint is kept$"):
+        training.run()
+
+
+def test_bench_run_rejects_a_bad_learner_variable_before_any_job(heuristic_3m, tmp_path,
+                                                                  capsys, monkeypatch):
+    monkeypatch.setenv("O2OMARL_LEARNER", "threads")
+    runs = tmp_path / "runs"
+    argv = ["run", "ft-qmix", "--map", "3m", "--dataset", heuristic_3m.dataset_id,
+            "--steps", "100", "--pretrain-steps", "10", "--runs-dir", str(runs)]
+    code, out, err = _bench(argv, capsys)
+    assert code == 2
+    assert err.strip() == ("error: O2OMARL_LEARNER='threads' is not accepted; accepted: auto, "
+                           "inline, process")
+    assert not runs.exists()
+
+
 def test_learner_mode_takes_a_process_only_with_a_spare_core(monkeypatch):
     from o2omarl.errors import BenchError
     from o2omarl.qmix.updates import learner_mode
@@ -520,6 +552,11 @@ def test_learner_mode_takes_a_process_only_with_a_spare_core(monkeypatch):
     assert learner_mode("cuda") == "inline"  # a GPU learner gains nothing from the split
     monkeypatch.setenv("O2OMARL_LEARNER", "inline")
     assert learner_mode("cpu") == "inline"
+    monkeypatch.setenv("O2OMARL_LEARNER", "auto")
+    monkeypatch.setenv("O2OMARL_CORES", "two")
+    with pytest.raises(BenchError, match="O2OMARL_CORES='two' is not accepted; accepted: a "
+                                         "whole number of cores"):
+        learner_mode("cpu")
     monkeypatch.setenv("O2OMARL_LEARNER", "threads")
     with pytest.raises(BenchError, match="O2OMARL_LEARNER='threads' is not accepted; "
                                          "accepted: auto, inline, process"):

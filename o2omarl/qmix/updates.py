@@ -24,7 +24,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from o2omarl.errors import BenchError
+from o2omarl.errors import BenchError, UsageError
 from o2omarl.qmix.buffer import Batch, EpisodeStore
 from o2omarl.qmix.learner import Learner, UpdateContext
 
@@ -113,15 +113,24 @@ class LearnerProcess:
         new = [(g, _numpy(ep)) for g, ep in self.replay.numbered(since=self._sent)]
         self._sent = self.replay.added
         off = [(idx, None if b is None else _numpy(b)) for idx, b in requests]
-        self._conn.send(("update", new, off, ctx))
+        self._send(("update", new, off, ctx))
+
+    def _send(self, msg) -> None:
+        try:
+            self._conn.send(msg)
+        except OSError:
+            self._died()
+
+    def _died(self):
+        self._proc.join(5)
+        raise BenchError(f"the learner process died (exit code {self._proc.exitcode}); "
+                         "the last good checkpoint is kept") from None
 
     def _recv(self):
         try:
             kind, *reply = self._conn.recv()
         except (EOFError, OSError):
-            self._proc.join(5)
-            raise BenchError(f"the learner process died (exit code {self._proc.exitcode}); "
-                             "the last good checkpoint is kept") from None
+            self._died()
         if kind == "error":
             raise BenchError(f"the learner process failed: {reply[0]}")
         return reply
@@ -133,7 +142,7 @@ class LearnerProcess:
     def sync(self) -> None:
         if self._conn is None:
             return
-        self._conn.send(("state",))
+        self._send(("state",))
         (state,) = self._recv()
         self.learner.load_state_dict(torch.load(io.BytesIO(state), weights_only=False))
 
@@ -196,19 +205,24 @@ def _serve(conn, learner_bytes: bytes, info, capacity: int) -> None:
 def learner_mode(device: str, mode: str | None = None) -> str:
     """`inline` or `process`: O2OMARL_LEARNER (auto, inline, process; default auto) decides.
 
-    auto takes a learner process when it has a core of its own: a CPU learner, at least two
-    cores for this job (O2OMARL_CORES, which `bench run --workers` sets, or the CPUs this
-    process may use), and not inside a daemonic worker (which may not start processes).
+    auto takes a learner process when it has a core of its own: a CPU learner and at least two
+    cores for this job (O2OMARL_CORES, which `bench run --workers` sets, or the machine's
+    CPUs). A daemonic pool worker may not start processes: it always runs inline.
     """
     mode = mode or os.environ.get("O2OMARL_LEARNER", "auto")
     if mode not in MODES:
-        raise BenchError(f"O2OMARL_LEARNER={mode!r} is not accepted; accepted: "
+        raise UsageError(f"O2OMARL_LEARNER={mode!r} is not accepted; accepted: "
                          f"{', '.join(MODES)}")
-    if mode != "auto":
+    if mp.current_process().daemon or mode == "inline":
+        return "inline"
+    if mode == "process":
         return mode
-    cores = int(os.environ.get("O2OMARL_CORES") or len(os.sched_getaffinity(0)))
-    spare = cores >= 2 and not mp.current_process().daemon
-    return "process" if spare and torch.device(device).type == "cpu" else "inline"
+    cores = os.environ.get("O2OMARL_CORES") or str(os.cpu_count() or 1)
+    if not cores.isdigit():
+        raise UsageError(f"O2OMARL_CORES={cores!r} is not accepted; accepted: a whole number "
+                         "of cores")
+    spare = int(cores) >= 2 and torch.device(device).type == "cpu"
+    return "process" if spare else "inline"
 
 
 def make_updates(learner: Learner, replay: EpisodeStore, mode: str | None = None) -> Updates:
