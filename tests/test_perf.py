@@ -34,6 +34,7 @@ def test_bench_perf_json_gives_every_figure(tmp_path):
     for key in [*FIGURES, *RATIOS.values()]:
         assert isinstance(out[key], float) and math.isfinite(out[key]) and out[key] > 0, key
     assert out["map"] == "3m" and out["num_envs"] == 8
+    assert out["online_updates"] in ("inline", "process")
     if not torch.cuda.is_available():
         assert "no CUDA device is available; running the learner on the CPU" in res.stderr
         assert out["device"] == "cpu"

@@ -234,13 +234,15 @@ def run_perf(cfg: PerfConfig, say: Callable[[str], None] = lambda msg: None) -> 
 
     from o2omarl.devices import limit_torch_threads
     from o2omarl.qmix import QmixConfig
+    from o2omarl.qmix.updates import learner_mode
 
     info = env_info(cfg.map_name)
     online_n = QmixConfig().num_envs
     out: dict = {"map": cfg.map_name, "num_envs": cfg.num_envs, "online_num_envs": online_n,
                  "cpu_count": os.cpu_count(), "torch_threads": limit_torch_threads(),
                  "torch": torch.__version__, "jax": jax.__version__,
-                 "jax_backend": jax.default_backend(), "device": cfg.device}
+                 "jax_backend": jax.default_backend(), "device": cfg.device,
+                 "online_updates": learner_mode(cfg.device)}  # inline or in a learner process
     say(f"collection: raw and 3 behaviours, {cfg.num_envs} envs, {cfg.repeats} rounds")
     heuristic_eps: list[Episode] = []
     col = measure_collection(cfg, heuristic_eps)
@@ -300,8 +302,8 @@ def format_table(out: dict) -> str:
     """The figures as aligned text: value, and its ratio to the limit where there is one."""
     head = (f"bench perf on {out['map']}: {out['num_envs']} envs for collection, "
             f"{out['online_num_envs']} for training; {out['cpu_count']} CPUs, "
-            f"{out['torch_threads']} torch thread(s), learner on {out['device']}, "
-            f"JAX on {out['jax_backend']}")
+            f"{out['torch_threads']} torch thread(s), learner on {out['device']} "
+            f"(online updates: {out['online_updates']}), JAX on {out['jax_backend']}")
     lines = [head, f"{'figure':<56}{'value':>12}{'ratio':>8}"]
     for key, label in FIGURES.items():
         ratio = out.get(RATIOS.get(key, ""), None)
