@@ -178,8 +178,6 @@ def resolve(spec: str, map_name: str | None = None, backend: str = "smax") -> Da
     return record
 
 
-
-
 def find_same(backend: str, map_name: str, tier: str, settings: dict) -> DatasetRecord | None:
     for v in versions(backend, map_name, tier):
         dataset_id = make_id(backend, map_name, tier, v)

@@ -177,13 +177,13 @@ class Learner:
         # second thread meanwhile (torch ops release the GIL): on a free core it hides ~8 of
         # an update's ~70 ms; on a busy one it costs a context switch. Same numbers either way.
         batch.agent_inputs  # noqa: B018 - built once, here, before two threads read it
-        target_q = _side_thread().submit(self.target_q_values, batch) \
-            if self.target_in_thread else None
+        target_q = (_side_thread().submit(self.target_q_values, batch)
+                    if self.target_in_thread else None)
         q_all = self.q_values(self.agent, batch)  # (B, T+1, n, A)
         T = batch.reward.shape[1]
         q_taken = q_all[:, :T].gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
         q_tot = mix_filled(self.mixer, q_taken, batch.state[:, :T], batch.filled)
-        y = self.td_target(batch, q_all, target_q and target_q.result())
+        y = self.td_target(batch, q_all, None if target_q is None else target_q.result())
         rule_metrics, extra_metrics = {}, {}
         if self.target_rule is not None:
             with torch.no_grad():
