@@ -21,7 +21,10 @@ BACKEND = "smax"
 # SMAX's best return is 2.0: enemy health removed (sums to 1) plus the win bonus (1).
 SMAX_MAX_RETURN = 2.0
 REWARD_SCALE = MAX_RETURN / SMAX_MAX_RETURN
-STATE_FORMAT = 2  # world state normalised by `_state_scale`
+# 3: every world-state feature in [0, 1] (`_world_state`). 2 left SMAX's raw weapon cooldowns
+# in (magnitudes up to 32 under exploratory play: they count down while a unit holds fire),
+# which blew up QMIX's hypernetworks on 2s3z; 1 was SMAX's raw state (map units, type ids).
+STATE_FORMAT = 3
 
 
 @contextlib.contextmanager
@@ -99,20 +102,32 @@ def env_info(map_name: str) -> EnvInfo:
     )
 
 
-def _state_scale(env) -> np.ndarray:
-    """Divisors that bring SMAX's world state to SMAC's ~[0, 1] scale.
+def _world_state(env, inner):
+    """The global state fed to the mixer, every feature in [0, 1] (SMAC's scale).
 
-    SMAX gives unit positions in map units (0-32) and unit types as integers; fed raw to QMIX's
-    hypernetworks they made mixing weights and gradients huge (grad norms in the thousands,
-    Q_tot ~100 for returns ~3 on 2s3z). Layout, over all units (allies and enemies): per unit
-    `own_features` (health, x, y, ...), then each unit's team, then each unit's type.
+    SMAX's layout (per unit: health, x, y, weapon cooldown, unit-type bits; then every unit's
+    team; then every unit's type), normalised the way SMAX normalises its own observations:
+    health / the type's maximum, positions / the map size, the cooldown / the type's cooldown
+    clipped to [0, 1], and types / the largest type. SMAX's `get_world_state` leaves positions,
+    types and the cooldown raw; the cooldown keeps counting down while a unit holds fire, so under
+    exploratory play it reached -32 and made QMIX's mixer diverge (docs/results/learning.md).
+    Dead units are all zeros, as in SMAX.
     """
-    per_unit = np.ones(len(env.own_features), np.float32)
-    per_unit[env.own_features.index("position_x")] = env.map_width
-    per_unit[env.own_features.index("position_y")] = env.map_height
-    n = env.state_size // (len(per_unit) + 2)  # every unit, enemies included
-    types = np.full(n, max(len(env.unit_type_names) - 1, 1), np.float32)
-    return np.concatenate([np.tile(per_unit, n), np.ones(n, np.float32), types])
+    jnp = _jaxmarl()["jax"].numpy
+    jax_nn = _jaxmarl()["jax"].nn
+    types = inner.unit_types
+    per_unit = jnp.concatenate([
+        (inner.unit_health / env.unit_type_health[types])[:, None],
+        # clipped: SMAX pushes colliding units apart after clamping them to the map, so a
+        # position can sit a hair outside it
+        jnp.clip(inner.unit_positions / jnp.array([env.map_width, env.map_height]), 0.0, 1.0),
+        jnp.clip(inner.unit_weapon_cooldowns / env.unit_type_weapon_cooldowns[types],
+                 0.0, 1.0)[:, None],
+        jax_nn.one_hot(types, env.unit_type_bits),
+    ], axis=-1) * inner.unit_alive[:, None]
+    max_type = max(len(env.unit_type_names) - 1, 1)
+    return jnp.concatenate([per_unit.reshape(-1), inner.unit_teams.astype(jnp.float32),
+                            types / max_type]).astype(jnp.float32)
 
 
 @lru_cache(maxsize=None)
@@ -123,12 +138,13 @@ def _jitted(map_name: str):
     jnp = jax.numpy
     env = _make_smax(map_name)
     n_allies = env.num_allies
-    scale = jnp.asarray(_state_scale(env))
 
     def observe(obs, state):
         return (
-            jnp.stack([obs[a] for a in env.agents]).astype(jnp.float32),
-            obs["world_state"].astype(jnp.float32) / scale,
+            # SMAX's declared observation space is [-1, 1]; own positions can overshoot it by a
+            # hair (see `_world_state`)
+            jnp.clip(jnp.stack([obs[a] for a in env.agents]).astype(jnp.float32), -1.0, 1.0),
+            _world_state(env, state.state),
             jnp.stack([v for v in env.get_avail_actions(state).values()]).astype(bool),
         )
 
