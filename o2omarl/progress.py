@@ -27,6 +27,13 @@ def set_sink(fn) -> None:
     _sink = fn
 
 
+def warn(msg: str, stream=None) -> None:
+    """One line, `warning: ...`, on stderr (on its own line, even under a live progress line)."""
+    stream = stream or sys.stderr
+    stream.write(("\r\033[K" if stream.isatty() else "") + f"warning: {msg}\n")
+    stream.flush()
+
+
 class Progress:
     def __init__(self, label: str, total: int, unit: str, every: float = 5.0, stream=None,
                  rate_unit: str | None = None, start_at: int = 0):

@@ -194,19 +194,65 @@ def test_heuristic_wins_are_terminated_with_return_20(env):
     assert not enemies[won].any()
 
 
-def test_world_state_is_on_smacs_scale(env):
-    """Positions are divided by the map size and unit types by the largest type, so the mixer's
-    state input lies in [0, ~5] (weapon cooldowns) instead of SMAX's raw map units (0-32)."""
+@pytest.mark.parametrize("map_name", ["3m", "2s3z", "6h_vs_8z"])
+def test_every_state_and_observation_feature_stays_in_its_documented_range(map_name):
+    """Observations in [-1, 1], world-state features in [0, 1], on symmetric and asymmetric
+    maps, under uniform random play, SMAX's heuristic (fires all the time) and a policy that
+    never fires (SMAX's raw weapon cooldown keeps counting down then: it reached -32 and made
+    QMIX's mixer diverge on 2s3z under format 2)."""
+    from o2omarl.datasets.policies import HeuristicPolicy, RandomPolicy
+
+    env = SmaxVecEnv(map_name, 8)
     info = env.info
-    o = env.reset(3)
-    states = [o.state]
-    for _ in range(30):
-        o = env.step(np.random.default_rng(0).integers(0, 5, (N, info.n_agents))).cont
-        states.append(o.state)
-    s = np.stack(states)
+    for policy in (RandomPolicy(0), HeuristicPolicy(env, 0), StopPolicy()):
+        o, first = env.reset(1), np.ones(8, bool)
+        obs, states = [o.obs], [o.state]
+        for _ in range(info.episode_limit + 10):  # past the longest episode: resets included
+            step = env.step(policy(o, first))
+            o, first = step.cont, step.done
+            obs += [step.next.obs, o.obs]
+            states += [step.next.state, o.state]
+        obs, states = np.stack(obs), np.stack(states)
+        name = type(policy).__name__
+        assert -1.0 <= obs.min() and obs.max() <= 1.0, (name, obs.min(), obs.max())
+        bad = np.flatnonzero((states < 0).any((0, 1)) | (states > 1).any((0, 1)))
+        assert bad.size == 0, f"{name}: state columns {bad} leave [0, 1]"
+    # The cooldown column really varies under fire (not zeroed away), on the [0, 1] scale.
     u = info.n_agents + info.n_enemies
     f = (info.state_dim - 2 * u) // u
-    pos = s[..., : u * f].reshape(s.shape[:-1] + (u, f))[..., 1:3]
-    assert 0.0 <= pos.min() and pos.max() <= 1.0 and pos.max() > 0.3
-    assert 0.0 <= s[..., u * f:].min() and s[..., u * f:].max() <= 1.0  # teams, unit types
-    assert info.state_format == 2
+    cooldown = states[..., : u * f].reshape(states.shape[:-1] + (u, f))[..., 3]
+    assert 0.2 < cooldown.max() <= 1.0
+    assert info.state_format == 3
+
+
+def test_world_state_is_smaxs_own_state_normalised(env):
+    """Same layout and values as SMAX's `get_world_state`, each feature divided by its scale:
+    health (already a fraction), positions / map size, cooldown / the unit type's cooldown
+    (clipped to [0, 1]), type bits, teams, unit types / the largest type."""
+    from o2omarl.envs.smax import _make_smax
+
+    smax = _make_smax(MAP)
+    o = env.reset(5)
+    for _ in range(12):
+        o = env.step(np.random.default_rng(1).integers(0, 6, (N, env.info.n_agents)) % 5).cont
+    inner = jax_state_of(env, 0)
+    raw = np.asarray(smax._env.get_world_state(inner))
+    u = env.info.n_agents + env.info.n_enemies
+    f = (env.info.state_dim - 2 * u) // u
+    want = raw[: u * f].reshape(u, f).copy()
+    want[:, 1] /= smax.map_width
+    want[:, 2] /= smax.map_height
+    types = np.asarray(inner.unit_types)
+    want[:, 3] = np.clip(want[:, 3] / np.asarray(smax.unit_type_weapon_cooldowns)[types], 0, 1)
+    got = o.state[0]
+    np.testing.assert_allclose(got[: u * f].reshape(u, f), np.clip(want, 0, 1), atol=1e-6)
+    np.testing.assert_array_equal(got[u * f: u * f + u], raw[u * f: u * f + u])  # teams
+    np.testing.assert_allclose(got[u * f + u:],
+                               raw[u * f + u:] / max(len(smax.unit_type_names) - 1, 1))
+
+
+def jax_state_of(env, i):
+    """The inner SMAX state of env `i` of a batched env."""
+    import jax
+
+    return jax.tree.map(lambda x: x[i], env._jax_state).state

@@ -90,6 +90,24 @@ def test_dataset_with_other_shapes(small, tmp_path, capsys):
     assert not runs.exists()
 
 
+def test_dataset_of_an_older_state_format_is_refused_naming_the_fix(small, tmp_path, capsys):
+    """Data recorded with the raw weapon cooldown (format 2) must never be mixed with format 3."""
+    sidecar = small.path / store.SIDECAR
+    original = sidecar.read_text()
+    meta = json.loads(original)
+    meta["env"]["state_format"] = 2
+    sidecar.write_text(json.dumps(meta))
+    runs = tmp_path / "runs"
+    try:
+        code, _, err = bench(run_argv(small.dataset_id, runs), capsys)
+    finally:
+        sidecar.write_text(original)
+    line = one_line(err)
+    assert code == 2 and "recorded in state format 2" in line and "format 3" in line
+    assert "weapon cooldown" in line and "bench collect --map 3m" in line
+    assert not runs.exists()
+
+
 def test_newer_run_store_is_refused(small, tmp_path, capsys):
     runs = tmp_path / "runs"
     assert bench(run_argv(small.dataset_id, runs), capsys)[0] == 0

@@ -32,7 +32,8 @@ from o2omarl.qmix import (
 )
 from o2omarl.qmix.networks import RNNAgent, agent_input_dim, build_inputs
 from o2omarl.ovmse import Ovmse
-from o2omarl.qmix.train import OnlineTraining
+from o2omarl.qmix.learner import discounted_return_to_go
+from o2omarl.qmix.train import OnlineTraining, _Divergence
 
 TINY = dict(hidden=16, mixer_embed=8, hypernet_hidden=16)
 
@@ -150,6 +151,45 @@ def test_td_lambda_equals_the_hand_computed_lambda_return(monkeypatch):
     y_t = target(learner, q_on, hand_batch(terminated=(0, 1)))
     g0_t = REWARD[0] + GAMMA * ((1 - lam) * DOUBLE_BOOT[0] + lam * REWARD[1])  # 3.475
     assert torch.allclose(y_t, torch.tensor([[g0_t, REWARD[1]]]))
+
+
+def test_return_to_go_is_the_hand_computed_discounted_sum():
+    reward = torch.tensor([[1.0, 2.0, 3.0, 0.0], [5.0, 0.0, 0.0, 0.0]])  # row 1: length 1
+    g = discounted_return_to_go(reward, 0.9)
+    want = [[1 + 0.9 * 2 + 0.81 * 3, 2 + 0.9 * 3, 3, 0], [5, 0, 0, 0]]
+    assert torch.allclose(g, torch.tensor(want))
+    # float64 inside: no loss of precision over a long episode with a small gamma
+    long = torch.zeros(1, 300)
+    long[0, -1] = 1.0
+    assert torch.allclose(discounted_return_to_go(long, 0.5)[0, -3:], torch.tensor(
+        [0.25, 0.5, 1.0]))
+
+
+def test_update_logs_q_tot_against_the_return_the_data_earned(monkeypatch):
+    """q_overestimation = mean Q_tot(s, a_data) - mean discounted return-to-go, filled steps."""
+    learner, _ = hand_learner(monkeypatch)
+    tables = learner.q_values
+    monkeypatch.setattr(learner, "q_values", lambda agent, batch: tables(agent, batch)
+                        .requires_grad_(agent is learner.agent))  # so that backward runs
+    batch = hand_batch(terminated=(0, 1))
+    m = learner.update(batch)
+    q_tot = [ONLINE[0][0][0] + ONLINE[0][1][0], ONLINE[1][0][0] + ONLINE[1][1][0]]  # a = 0
+    earned = [REWARD[0] + GAMMA * REWARD[1], REWARD[1]]
+    assert m["q_taken_mean"] == pytest.approx(np.mean(q_tot))
+    assert m["return_to_go_mean"] == pytest.approx(np.mean(earned))
+    assert m["q_overestimation"] == pytest.approx(np.mean(q_tot) - np.mean(earned))
+
+
+def test_values_far_above_the_return_scale_are_named_once(capsys):
+    d = _Divergence("qmix seed 0")
+    d.check({"q_taken_mean": 25.0, "return_to_go_mean": 3.0}, "env step 10")  # plausible-ish
+    assert capsys.readouterr().err == ""
+    for step in (20, 30):
+        d.check({"q_taken_mean": 69.0, "return_to_go_mean": 1.2}, f"env step {step}")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("warning: qmix seed 0: Q_tot mean 69.0 at env "
+                                               "step 20")
+    assert "diverging" in err[0] and "1.2" in err[0]
 
 
 def test_actor_greedy_never_picks_an_unavailable_action():

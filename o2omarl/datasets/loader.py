@@ -78,6 +78,13 @@ def _small_pages():
         set_advice(before)
 
 
+# Why data of an older state format cannot be mixed with the current one, by new format.
+STATE_FORMAT_CHANGES = {
+    3: " (every world-state feature in [0, 1]; format 2 left SMAX's raw weapon cooldown, down "
+       "to -32, which made QMIX's mixer diverge)",
+}
+
+
 def check_fits(record: DatasetRecord, env: EnvInfo) -> None:
     """Refuse a dataset recorded on another map or with other shapes than `env`."""
     data_env = record.env
@@ -86,6 +93,14 @@ def check_fits(record: DatasetRecord, env: EnvInfo) -> None:
             f"dataset {record.dataset_id} is from {data_env.backend} map {data_env.map_name!r}, "
             f"but the environment is {env.backend} map {env.map_name!r}"
         )
+    if data_env.state_format != env.state_format:
+        raise UsageError(
+            f"dataset {record.dataset_id} was recorded in state format {data_env.state_format}, "
+            f"but this o2omarl encodes format {env.state_format}"
+            + (STATE_FORMAT_CHANGES.get(env.state_format, "") if data_env.state_format
+               < env.state_format else "")
+            + f"; collect it again (`bench collect --map {env.map_name} ...`), which makes a "
+            "new version")
     if data_env.shapes() != env.shapes():
         diff = {k: (v, env.shapes()[k]) for k, v in data_env.shapes().items()
                 if env.shapes()[k] != v}

@@ -203,12 +203,28 @@ class Learner:
         self.updates += 1
         if self.updates % self.cfg.target_update_interval == 0:
             self.sync_targets()
-        with torch.no_grad():  # one host transfer for all five (each .item() syncs a GPU)
+        with torch.no_grad():  # one host transfer for all (each .item() syncs a GPU)
+            achieved = (discounted_return_to_go(batch.reward, self.cfg.gamma) * mask).sum() / n
             stats = torch.stack([td_loss, loss, grad_norm, (q_tot * mask).sum() / n,
-                                 (y * mask).sum() / n]).tolist()
+                                 (y * mask).sum() / n, achieved]).tolist()
         td_value, *rest = stats
-        return {**rule_metrics, "td_loss": td_value, **extra_metrics,
-                **dict(zip(("loss", "grad_norm", "q_taken_mean", "target_mean"), rest))}
+        out = {**rule_metrics, "td_loss": td_value, **extra_metrics,
+               **dict(zip(("loss", "grad_norm", "q_taken_mean", "target_mean",
+                           "return_to_go_mean"), rest))}
+        # > 0: Q_tot above what the sampled episodes actually earned from each step on
+        out["q_overestimation"] = out["q_taken_mean"] - out["return_to_go_mean"]
+        return out
+
+
+def discounted_return_to_go(reward: torch.Tensor, gamma: float) -> torch.Tensor:
+    """sum_{k >= t} gamma^(k-t) r_k within each episode, (B, T) -> (B, T): what the data
+    actually earned from each step on (padded steps have r = 0, so they add nothing). Cut at a
+    time limit, so a lower bound for truncated episodes. One reversed cumsum of gamma^k r_k,
+    divided by gamma^t; in float64, where gamma^-t keeps its precision for any sane gamma."""
+    T = reward.shape[1]
+    powers = gamma ** torch.arange(T, dtype=torch.float64, device=reward.device)
+    g = (reward.double() * powers).flip(1).cumsum(1).flip(1) / powers
+    return g.to(reward.dtype)
 
 
 class ConservativeLoss:

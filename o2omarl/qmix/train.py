@@ -19,9 +19,9 @@ from typing import Callable
 import numpy as np
 
 from o2omarl.datasets.collect import Rollout
-from o2omarl.envs.base import VecEnv
+from o2omarl.envs.base import MAX_RETURN, VecEnv
 from o2omarl.errors import BenchError
-from o2omarl.progress import Progress
+from o2omarl.progress import Progress, warn
 from o2omarl.qmix.acting import Actor, ExplorationRule, Schedule, epsilon_greedy, evaluate
 from o2omarl.qmix.buffer import Batch, EpisodeStore
 from o2omarl.qmix.learner import Learner, UpdateContext
@@ -73,6 +73,35 @@ class _Window:
         return row
 
 
+# Q_tot above this many times the best possible return (~20) is no estimate of any return: the
+# targets are chasing themselves upward (DESIGN.md section 5). A warning, not a stop.
+DIVERGED_FACTOR = 1.5
+
+
+class _Divergence:
+    """Says once per run, in one line, when the mean Q_tot leaves the return scale."""
+
+    def __init__(self, label: str):
+        self.label, self.said = label, False
+
+    def check(self, row: dict, where: str) -> None:
+        q = row.get("q_taken_mean")
+        if self.said or q is None or q <= DIVERGED_FACTOR * MAX_RETURN:
+            return
+        self.said = True
+        warn(f"{self.label}: Q_tot mean {q:.1f} at {where} is above the best possible return "
+             f"(~{MAX_RETURN:.0f}) by a wide margin, while the data earned "
+             f"{row.get('return_to_go_mean', float('nan')):.1f}: the values are diverging")
+
+
+def summary(row: dict) -> str:
+    """The progress line's metrics: win rate, and Q_tot against what the data earned."""
+    text = f"win rate {row.get('test_win_rate', float('nan')):.2f}"
+    if "q_taken_mean" in row and "return_to_go_mean" in row:
+        text += f" | Q_tot {row['q_taken_mean']:.2f} vs {row['return_to_go_mean']:.2f} earned"
+    return text
+
+
 def _check_finite(metrics: dict, where: str, kept: str) -> None:
     if not math.isfinite(metrics["loss"]):
         raise Diverged(f"training diverged at {where}: loss is {metrics['loss']}; {kept}")
@@ -112,6 +141,7 @@ class OnlineTraining:
         self.window, self.pending, self.episodes = _Window(), 0.0, 0
         self.next_eval, self.last_eval, self.row = 0, -1, {}
         self.elapsed = 0.0  # wall seconds of training so far, earlier sessions included
+        self.divergence = _Divergence(label)
 
     @property
     def env_step(self) -> int:
@@ -166,8 +196,8 @@ class OnlineTraining:
             if (step >= self.next_eval or step >= self.budget) and step != self.last_eval:
                 self._sync()
                 self._evaluate(step)
-                bar.update(step, f"win rate {self.row['test_win_rate']:.2f}",
-                           rate=self.rollout.steady_rate(), force=True)
+                self.divergence.check(self.row, f"env step {step:,}")
+                bar.update(step, summary(self.row), rate=self.rollout.steady_rate(), force=True)
                 if on_eval and on_eval(step, self.row):
                     break
             if step >= self.budget:
@@ -268,6 +298,7 @@ def pretrain(
     rng = np.random.default_rng([seed, 4])
     window, row = _Window(), {}
     bar = Progress("pretrain", cfg.steps, "updates")
+    divergence = _Divergence("pretrain")
     start = time.monotonic()
     for i, batch in enumerate(_prefetched(data, cfg.batch_size, rng, learner.device,
                                           cfg.steps), start=1):
@@ -283,7 +314,8 @@ def pretrain(
                 row.update(evaluate(learner.agent, eval_env, cfg.eval_episodes, seed + 7,
                                     learner.device))
             log(row)
-            bar.update(i, f"win rate {row.get('test_win_rate', float('nan')):.2f}", force=True)
+            divergence.check(row, f"offline update {i:,}")
+            bar.update(i, summary(row), force=True)
         else:
             bar.update(i)
     bar.close()

@@ -9,7 +9,8 @@ import numpy as np
 
 
 def run_metrics(rows: list[dict], budget: int, threshold: float = 0.8) -> dict:
-    """Before -> after, unlearning drop, AUC, steps to `threshold` win rate, regret."""
+    """Before -> after, unlearning drop, AUC, steps to `threshold` win rate, regret, and the
+    largest overestimation of Q_tot over what the data earned (NaN for rows without it)."""
     steps = np.array([r["env_step"] for r in rows], dtype=float)
     wr = np.array([r["test_win_rate"] for r in rows], dtype=float)
     early = wr[steps <= 0.1 * budget]
@@ -24,7 +25,15 @@ def run_metrics(rows: list[dict], budget: int, threshold: float = 0.8) -> dict:
         "auc": _auc(steps, wr, budget),
         "steps_to_threshold": float(reached[0]) if len(reached) else float("nan"),
         "regret": _regret(train),
+        "q_overestimation": _max_overestimation(rows),
     }
+
+
+def _max_overestimation(rows: list[dict]) -> float:
+    """Largest mean Q_tot - discounted return-to-go over the evaluation windows: a learner
+    whose values diverge shows it here long before its win rate says why."""
+    gaps = [r["q_overestimation"] for r in rows if "q_overestimation" in r]
+    return float(max(gaps)) if gaps else float("nan")
 
 
 def _regret(train: list[tuple[float, int | None]]) -> float:

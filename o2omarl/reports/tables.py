@@ -32,6 +32,8 @@ MAIN_METRICS = (
     ("unlearning_drop", "unlearning drop", -1, 3),
     ("steps_to_threshold", "steps to 80%", -1, 0),
     ("regret", "regret", -1, 3),
+    # Q_tot - what the data earned, worst evaluation window: far above 0 means diverging values
+    ("q_overestimation", "Q_tot overestimation", -1, 2),
 )
 # Across-task aggregates: (metric key, its name in headers)
 AGGREGATE_METRICS = (("auc", "AUC"), ("wr_final", "final win rate"))
