@@ -82,3 +82,39 @@ def test_replay_tier_holds_the_buffer_at_the_medium_snapshot(fresh_root, monkeyp
 def test_unknown_tier_is_a_usage_error():
     with pytest.raises(UsageError, match="accepted: poor, medium, good, replay"):
         tiers.parse_tiers("poor,excellent")
+
+
+def test_interrupted_behaviour_training_resumes_where_it_stopped(fresh_root, monkeypatch):
+    """Behaviour training is a job of `bench run`'s harness: stopped mid-way (as by Ctrl-C), it
+    keeps its checkpoint, and the same command continues from there instead of from zero."""
+    from o2omarl.benchmark.results import read_jsonl
+    from o2omarl.benchmark.runner import StopFlag
+    from o2omarl.errors import Interrupted
+
+    monkeypatch.setattr(tiers, "TIER_TARGETS", {"poor": 1.01, "medium": 1.01, "good": 1.01})
+
+    class StopAfter(StopFlag):  # what Ctrl-C does, after `polls` batched steps (4 envs each)
+        def __init__(self, polls):
+            super().__init__()
+            self.polls = polls
+
+        def __call__(self):
+            self.polls -= 1
+            return self.polls < 0
+
+    real = tiers.run_job
+    monkeypatch.setattr(tiers, "run_job", lambda *a, **kw: real(*a, stop=StopAfter(200), **kw))
+    said = []
+    kwargs = dict(episodes=5, seed=0, train_steps=1500, num_envs=4, overrides=SMALL,
+                  say=said.append)
+    with pytest.raises(Interrupted, match="stopped behaviour seed 0 at env step"):
+        tiers.collect_tiers("3m", ["poor"], **kwargs)
+    metrics = next(fresh_root.rglob("behaviour/seed_0/metrics.jsonl"))
+    assert [r["env_step"] for r in read_jsonl(metrics)] == [0, 500]
+
+    monkeypatch.setattr(tiers, "run_job", real)
+    said.clear()
+    report = tiers.collect_tiers("3m", ["poor"], **kwargs)
+    assert any("resuming from the checkpoint at env step" in s for s in said)
+    assert [r["env_step"] for r in read_jsonl(metrics)] == [0, 500, 1000, 1500]
+    assert "best evaluation return" in report.missing["poor"]

@@ -275,12 +275,14 @@ def _check_same(run_dir: Path, config: dict) -> None:
 
 
 def run_job(job: JobSpec, runs_dir: Path, say=print, cache_dir: Path | None = None,
-            stop: StopFlag | None = None) -> dict:
+            stop: StopFlag | None = None, on_eval=None) -> dict:
     """Run one job; returns its final metrics row.
 
     A finished job is skipped; an unfinished one resumes from its last checkpoint (metrics
     rows after that checkpoint are dropped and recomputed, identically). Pretrained weights are
-    cached under `cache_dir` (default `<runs_dir>/.pretrained`).
+    cached under `cache_dir` (default `<runs_dir>/.pretrained`). `on_eval(method, training,
+    step, row)` runs after each evaluation's checkpoint (the behaviour run of `bench collect`
+    snapshots its tiers there); returning True ends the job there, as done.
     """
     cache_dir = Path(cache_dir) if cache_dir else Path(runs_dir) / ".pretrained"
     run_dir = job.run_dir(runs_dir)
@@ -306,13 +308,14 @@ def run_job(job: JobSpec, runs_dir: Path, say=print, cache_dir: Path | None = No
         write_json(status_path, {"state": "running", "pid": os.getpid(), "host":
                                  socket.gethostname()})
         try:
-            training = _execute(method, job, cache_dir, run_dir, log, resume, stop)
+            training, complete = _execute(method, job, cache_dir, run_dir, log, resume, stop,
+                                          on_eval)
         except BaseException as e:
             state = "stopped" if isinstance(e, KeyboardInterrupt) else "failed"
             write_json(status_path, {"state": state, "error": str(e) or type(e).__name__})
             log(f"{state}: {str(e) or type(e).__name__}")
             raise
-        if not training.finished:
+        if not complete:
             write_json(status_path, {"state": "stopped", "env_step": training.env_step})
             raise Interrupted(f"stopped {job.name} seed {job.seed} at env step "
                               f"{training.env_step:,} after writing a checkpoint; run the "
@@ -369,9 +372,10 @@ def _load_resume(run_dir: Path, job: JobSpec, say) -> dict | None:
 
 
 def _execute(method, job: JobSpec, cache_dir: Path, run_dir: Path, say, resume,
-             stop: StopFlag):
-    """Pretrain (or load the cache), then fine-tune; returns the `OnlineTraining`, finished
-    or stopped (then checkpointed where it stopped)."""
+             stop: StopFlag, on_eval=None):
+    """Pretrain (or load the cache), then fine-tune; returns the `OnlineTraining` and whether
+    the job is complete (budget spent, or `on_eval` ended it); if not, it was stopped and
+    checkpointed where it stopped."""
     eval_env = make_env(job.map_name, method.cfg.eval_episodes, job.backend)
     # The dataset is read only if something needs its episodes: with the pretrained weights
     # cached, ft-qmix/ovm/se/ovmse jobs skip loading (and checksumming) it altogether.
@@ -396,16 +400,26 @@ def _execute(method, job: JobSpec, cache_dir: Path, run_dir: Path, say, resume,
         chunks = replay.save_new(training.buffer)  # first: the checkpoint refers to them
         method.save(run_dir / "checkpoint.pt", training, replay_chunks=chunks)
 
+    ended = False
+
+    def after_eval(step: int, row: dict) -> bool:
+        nonlocal ended
+        checkpoint()
+        ended = bool(on_eval and on_eval(method, training, step, row))
+        return ended
+
     stop.armed = True
     try:
-        training.run(on_eval=lambda step, row: checkpoint(), should_stop=stop)
+        training.run(on_eval=after_eval, should_stop=stop)
     finally:
         stop.armed = False
-    if training.finished:
+    if ended:
+        training.close()  # the learner process, if any: run() keeps it for a resume
+    if training.finished or ended:
         method.save(run_dir / "model.pt")
     else:
         checkpoint()
-    return training
+    return training, training.finished or ended
 
 
 def _truncate_metrics(path: Path, last_step: int) -> None:

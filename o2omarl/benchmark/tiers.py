@@ -16,11 +16,12 @@ from pathlib import Path
 from o2omarl import datasets
 from o2omarl.baselines import Qmix
 from o2omarl.atomic import write_json
-from o2omarl.benchmark.runner import JsonLines
+from o2omarl.benchmark.results import read_jsonl
+from o2omarl.benchmark.runner import JobSpec, run_job
 from o2omarl.datasets import store
-from o2omarl.envs import DEFAULT_BACKEND, MAX_RETURN, env_info, make_env
+from o2omarl.envs import DEFAULT_BACKEND, MAX_RETURN, env_info
 from o2omarl.errors import UsageError, one_of, positive
-from o2omarl.qmix import EpisodeStore, QmixO2O, load_checkpoint
+from o2omarl.qmix import QmixO2O, load_checkpoint
 from o2omarl.qmix.algorithm import QmixConfig
 
 # Target mean return (fraction of the ~20 maximum) at which a tier's snapshot is taken: the
@@ -29,12 +30,9 @@ TIER_TARGETS = {"poor": 0.25, "medium": 0.50, "good": 0.80}
 TIERS = ("poor", "medium", "good", "replay")
 ROLLOUT_EPSILON = 0.05
 DEFAULT_TRAIN_STEPS = 1_000_000
-# The behaviour QMIX learns with TD(lambda=0.6) targets (PyMARL2's setting) and one update per
-# episode (PyMARL's episode runner). Measured on 3m (normalised state): 0.59 win rate after 80k
-# env steps, where one-step targets had not won a battle after 200k; on 2s3z one update per 4
-# episodes was still at return ~0.8 after 230k steps. It only generates data: the compared
-# methods keep DESIGN's one-step target and their own update ratio.
-BEHAVIOUR_SETTINGS = {"td_lambda": 0.6, "updates_per_episode": 1.0}
+# The behaviour QMIX learns with the shared learner settings of every compared method (the
+# defaults of `QmixConfig`, chosen by measurement in docs/results/learning.md).
+BEHAVIOUR_LABEL = "behaviour"
 
 
 @dataclass
@@ -106,7 +104,7 @@ def collect_tiers(map_name: str, tiers: list[str], episodes: int = 1000, seed: i
     positive("--episodes", episodes)
     positive("--train-steps", train_steps)
     info = env_info(map_name, backend)
-    cfg = Qmix.Config.build(**{**BEHAVIOUR_SETTINGS, **(overrides or {})})
+    cfg = Qmix.Config.build(**(overrides or {}))
     settings = {"map": map_name, "backend": backend, "seed": seed, "train_steps": train_steps,
                 "config": cfg.to_dict(), "targets": TIER_TARGETS, "env": info.to_dict()}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
@@ -148,13 +146,14 @@ def _replay_record(backend, map_name, digest):
 
 
 def _train_behaviour(info, cfg, seed, train_steps, tiers, snaps, digest, report, say):
-    method = Qmix(info, cfg, seed)
-    buffer = EpisodeStore(info, cfg.buffer_episodes)
-    (snaps["poor"].parent / "train.jsonl").unlink(missing_ok=True)
-    best = {"return": float("-inf")}
+    """Train the behaviour QMIX as a resumable job of `bench run`'s harness, in the snapshot
+    folder: a killed or interrupted collection keeps its checkpoint and snapshots, and the same
+    command resumes it. The job ends as soon as every wanted snapshot exists."""
+    job = JobSpec(Qmix.name, info.map_name, seed, train_steps, cfg.pretrain_steps, None,
+                  info.backend, config=cfg, label=BEHAVIOUR_LABEL)
+    wanted = [t for t in TIER_TARGETS if t in tiers or (t == "medium" and "replay" in tiers)]
 
-    def on_eval(step: int, row: dict) -> bool:
-        best["return"] = max(best["return"], row["test_return"])
+    def on_eval(method, training, step: int, row: dict) -> bool:
         for tier, frac in TIER_TARGETS.items():
             # step > 0: a tier comes from training, never from the untrained initial policy
             if step > 0 and not snaps[tier].exists() and row["test_return"] >= frac * MAX_RETURN:
@@ -164,23 +163,23 @@ def _train_behaviour(info, cfg, seed, train_steps, tiers, snaps, digest, report,
                 method.save(snaps[tier])  # last: the .pt marks a complete snapshot
                 say(f"snapshot {tier}: return {row['test_return']:.2f} at step {step:,}")
                 if tier == "medium" and "replay" in tiers:
-                    _write_replay(info, buffer, digest, snap, say, report)
-        return all(snaps[t].exists() for t in TIER_TARGETS if t in tiers or (
-            t == "medium" and "replay" in tiers))
+                    _write_replay(info, training.buffer, digest, snap, say, report)
+        return all(snaps[t].exists() for t in wanted)
 
-    say(f"training the behaviour QMIX on {info.map_name} (at most {train_steps:,} env steps)")
-    log = JsonLines(snaps["poor"].parent / "train.jsonl")
-    method.finetune(make_env(info.map_name, cfg.num_envs, info.backend),
-                    make_env(info.map_name, cfg.eval_episodes, info.backend), train_steps, log,
-                    on_eval=on_eval, buffer=buffer)
+    say(f"training the behaviour QMIX on {info.map_name} (at most {train_steps:,} env steps; "
+        "interrupted, the same command resumes it)")
+    runs_dir = snaps["poor"].parent
+    run_job(job, runs_dir, say=say, on_eval=on_eval)
+    rows = read_jsonl(job.run_dir(runs_dir) / "metrics.jsonl")
+    best = max((r["test_return"] for r in rows if r["env_step"] > 0), default=float("nan"))
     for t in TIER_TARGETS:
         if not snaps[t].exists():
             report.missing[t] = (f"target return {TIER_TARGETS[t] * MAX_RETURN:.1f} not reached "
                                  f"within {train_steps:,} training steps (best evaluation "
-                                 f"return {best['return']:.2f})")
+                                 f"return {best:.2f})")
 
 
-def _write_replay(info, buffer: EpisodeStore, digest: str, snap: dict, say, report) -> None:
+def _write_replay(info, buffer, digest: str, snap: dict, say, report) -> None:
     eps = list(buffer.episodes())
     if not eps:
         report.missing["replay"] = "no episode had finished by the medium snapshot"
