@@ -74,7 +74,9 @@ def hand_batch(reward=REWARD, terminated=(0, 0), truncated=(0, 0), filled=(1, 1)
 
 
 def hand_learner(monkeypatch, online=ONLINE, target=TARGET, **cfg):
-    """A VDN learner whose online / target agents 'output' the given Q tables."""
+    """A VDN learner whose online / target agents 'output' the given Q tables (one-step
+    targets unless `td_lambda` is given)."""
+    cfg = {"td_lambda": 0.0, **cfg}
     learner = Learner(HAND_INFO, LearnerConfig(hidden=8, mixer="vdn", gamma=GAMMA, **cfg))
     q_on = torch.tensor([online], dtype=torch.float32)  # (1, T+1, n, A)
     q_tg = torch.tensor([target], dtype=torch.float32)
