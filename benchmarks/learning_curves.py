@@ -3,6 +3,8 @@
     python benchmarks/learning_curves.py --map 3m --steps 300000 --seeds 3 --name 3m
     python benchmarks/learning_curves.py --map 2s3z --steps 300000 --seeds 1 --name probes \
         --variant default --variant one-step:td_lambda=0 --variant upe0.25:updates_per_episode=0.25
+    python benchmarks/learning_curves.py --map 2s3z --steps 300000 --name probes \
+        --compare old-state=runs/p_old/2s3z/online/qmix --compare new=runs/p_new/2s3z/online/qmix
 
 Each variant is `bench run qmix` (random init, epsilon-greedy) with the shared learner defaults
 plus its overrides, as a labelled job of the harness in one run store, so every variant runs on
@@ -10,7 +12,8 @@ the same seeds, side by side, and a killed sweep resumes. Writes docs/results/le
 (the command, the commit, one table row per map x variant) and learning_<name>.png: per map, the
 greedy test win rate, the greedy test return, and the learner's mean Q_tot against the
 discounted return its sampled data actually earned (a gap that grows is overestimation); mean
-over seeds, shaded min-max.
+over seeds, shaded min-max. `--compare NAME=FOLDER` tabulates finished runs made elsewhere (e.g.
+by `bench run` at another commit: FOLDER holds their seed_k/ folders) instead of running any.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from o2omarl.benchmark.results import read_jsonl
 from o2omarl.benchmark.runner import git_commit
 from o2omarl.reports.metrics import run_metrics
 
-COLUMNS = ("seeds", "final win rate", "best win rate", "steps to 80%", "return at 200k",
+COLUMNS = ("seeds", "final win rate", "best win rate", "steps to 80%", "steps to 90%",
+           "return at 200k",
            "AUC", "max Q_tot", "max Q_tot - earned", "env steps/s")
 
 
@@ -42,21 +46,29 @@ def parse_variant(text: str) -> tuple[str, dict]:
 def summarise(runs: list[list[dict]], budget: int) -> list[str]:
     """One table row's cells from each seed's metrics rows."""
     m = [run_metrics(rows, budget) for rows in runs]
-    reached = [x["steps_to_threshold"] for x in m if np.isfinite(x["steps_to_threshold"])]
     at = [min(rows, key=lambda r: abs(r["env_step"] - 200_000))["test_return"] for rows in runs
           if rows[-1]["env_step"] >= 200_000]
     rate = [rows[-1]["env_steps_per_s"] for rows in runs]
 
     def ms(values, fmt=".2f"):
-        return f"{np.mean(values):{fmt}} +- {np.std(values):{fmt}}" if len(values) else "-"
+        values = [v for v in values if np.isfinite(v)]  # runs from before a metric existed
+        return f"{np.mean(values):{fmt}} +- {np.std(values):{fmt}}" if values else "-"
 
     return [str(len(runs)), ms([x["wr_final"] for x in m]),
             ms([max(r["test_win_rate"] for r in rows) for rows in runs]),
-            (f"{np.mean(reached):,.0f} ({len(reached)}/{len(runs)} seeds)" if reached
-             else f"never (0/{len(runs)})"),
+            first_reached(runs, 0.8), first_reached(runs, 0.9),
             ms(at, ".1f"), ms([x["auc"] for x in m]),
             ms([max(r.get("q_taken_mean", np.nan) for r in rows[1:]) for rows in runs], ".1f"),
             ms([x["q_overestimation"] for x in m], ".1f"), ms(rate, ",.0f")]
+
+
+def first_reached(runs: list[list[dict]], threshold: float) -> str:
+    """Mean env step of the first evaluation at >= threshold, over the seeds that reach it."""
+    steps = [next(r["env_step"] for r in rows if r["test_win_rate"] >= threshold)
+             for rows in runs if any(r["test_win_rate"] >= threshold for r in rows)]
+    if not steps:
+        return f"never (0/{len(runs)})"
+    return f"{np.mean(steps):,.0f} ({len(steps)}/{len(runs)} seeds)"
 
 
 def figure(curves: dict, path: Path) -> None:
@@ -111,7 +123,19 @@ def main() -> None:
     ap.add_argument("--out", default="docs/results")
     ap.add_argument("--table-only", action="store_true",
                     help="only (re)write the page from the runs finished so far")
+    ap.add_argument("--compare", action="append", default=[], metavar="NAME=FOLDER",
+                    help="tabulate the finished runs in FOLDER/seed_*/ as variant NAME of the "
+                         "(single) --map, running nothing (repeatable)")
     args = ap.parse_args()
+    if args.compare:
+        curves = {args.maps[0]: {}}
+        for item in args.compare:
+            name, folder = item.split("=", 1)
+            runs = [read_jsonl(p) for p in sorted(Path(folder).glob("seed_*/metrics.jsonl"))]
+            curves[args.maps[0]][name] = [r for r in runs if r and r[-1]["env_step"] >= args.steps]
+        write_page(args, curves, [(item.split("=", 1)[0], {"runs": item.split("=", 1)[1]})
+                                  for item in args.compare])
+        return
     variants = [parse_variant(v) for v in (args.variants or ["default"])]
     jobs = []
     for map_name in args.maps:
@@ -128,6 +152,10 @@ def main() -> None:
         rows = read_jsonl(job.run_dir(runs_dir) / "metrics.jsonl")
         if rows and rows[-1]["env_step"] >= args.steps:
             curves.setdefault(job.map_name, {}).setdefault(job.name[5:], []).append(rows)
+    write_page(args, curves, variants)
+
+
+def write_page(args, curves: dict, variants: list[tuple[str, dict]]) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     png = out / f"learning_{args.name}.png"
@@ -135,10 +163,12 @@ def main() -> None:
              f"Command: `python {' '.join(shlex.quote(a) for a in sys.argv)}`  ",
              f"Commit: {git_commit() or 'unknown'}", "",
              f"`qmix` from scratch, {args.steps:,} env steps, greedy evaluation (32 battles) "
-             "every `eval_interval` steps; mean +- std over seeds. Overrides per variant: "
+             "every `eval_interval` steps; mean +- std over seeds. Per variant: "
              + "; ".join(f"`{n}` {o or '(none)'}" for n, o in variants) + ".", "",
              "| map | variant | " + " | ".join(COLUMNS) + " |",
              "|---|---|" + "---|" * len(COLUMNS)]
+    curves = {m: {v: runs for v, runs in by.items() if runs} for m, by in curves.items()}
+    curves = {m: by for m, by in curves.items() if by}  # only what has finished runs
     for map_name, by_variant in curves.items():
         for variant, runs in by_variant.items():
             lines.append(f"| {map_name} | {variant} | "
