@@ -94,14 +94,29 @@ def collect(map_name, behaviour, tiers, episodes, epsilon, seed, num_envs, train
       bench collect --map 3m --behaviour heuristic --episodes 200 --seed 0
       bench collect --map 3m --behaviour checkpoint:runs/3m/heuristic-v0/ft-qmix/seed_0/model.pt
     """
-    from o2omarl.benchmark.tiers import collect_any
+    import time
 
+    from o2omarl.benchmark.tiers import collect_any
+    from o2omarl.progress import fmt_duration
+
+    start = time.monotonic()
     report = collect_any(map_name, behaviour, tiers, episodes, epsilon, seed, num_envs,
                          train_steps, tier_name, backend, say=click.echo)
     for res in report.produced.values():
         _summary(res)
     for tier, why in report.missing.items():
         click.echo(f"tier {tier} not produced: {why}")
+    if behaviour == "qmix":
+        rows = [{"tier": t, "id": r.record.dataset_id, "episodes": r.record.stats["episodes"],
+                 "return": f"{r.record.stats['return_mean']:.2f}",
+                 "win rate": f"{r.record.stats['win_rate']:.3f}"}
+                for t, r in report.produced.items()]
+        if rows:
+            click.echo(_table(rows, list(rows[0])))
+        if report.training:
+            click.echo(f"behaviour training: {report.training['env_steps']:,} env steps in "
+                       f"{fmt_duration(report.training['wall_s'])}")
+        click.echo(f"total: {fmt_duration(time.monotonic() - start)}")
 
 def _summary(res) -> None:
     rec, s = res.record, res.record.stats

@@ -118,3 +118,26 @@ def test_interrupted_behaviour_training_resumes_where_it_stopped(fresh_root, mon
     assert any("resuming from the checkpoint at env step" in s for s in said)
     assert [r["env_step"] for r in read_jsonl(metrics)] == [0, 500, 1000, 1500]
     assert "best evaluation return" in report.missing["poor"]
+
+
+def test_bench_collect_summary_lists_each_tier_and_the_training_time(fresh_root, monkeypatch,
+                                                                     capsys):
+    from o2omarl.cli import main
+
+    monkeypatch.setattr(tiers, "TIER_TARGETS", {"poor": 0.0, "medium": 1.01, "good": 1.01})
+    code = 0
+    try:
+        main(["collect", "--map", "3m", "--tiers", "poor", "--episodes", "6",
+              "--train-steps", "800", "--num-envs", "4"])
+    except SystemExit as e:
+        code = e.code
+    out = capsys.readouterr().out
+    assert code in (0, None), out
+    table = out[out.index("tier  "):].splitlines()
+    assert table[0].split() == ["tier", "id", "episodes", "return", "win", "rate"]
+    poor = table[2].split()
+    assert poor[:3] == ["poor", "smax/3m/poor-v0", "6"]
+    rec = store.get("smax/3m/poor-v0")
+    assert float(poor[3]) == pytest.approx(rec.stats["return_mean"], abs=0.005)
+    assert "behaviour training: 800 env steps in 0:" in out
+    assert "\ntotal: " in out

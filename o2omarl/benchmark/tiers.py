@@ -39,6 +39,8 @@ BEHAVIOUR_LABEL = "behaviour"
 class TierReport:
     produced: dict = field(default_factory=dict)  # tier -> CollectResult
     missing: dict = field(default_factory=dict)  # tier -> why
+    # The behaviour run, when this command trained (or resumed) it: env steps and wall seconds
+    training: dict = field(default_factory=dict)
 
 
 def parse_tiers(text: str) -> list[str]:
@@ -171,6 +173,8 @@ def _train_behaviour(info, cfg, seed, train_steps, tiers, snaps, digest, report,
     runs_dir = snaps["poor"].parent
     run_job(job, runs_dir, say=say, on_eval=on_eval)
     rows = read_jsonl(job.run_dir(runs_dir) / "metrics.jsonl")
+    if rows:
+        report.training = {"env_steps": rows[-1]["env_step"], "wall_s": rows[-1]["wall_s"]}
     best = max((r["test_return"] for r in rows if r["env_step"] > 0), default=float("nan"))
     for t in TIER_TARGETS:
         if not snaps[t].exists():
