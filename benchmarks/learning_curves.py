@@ -19,6 +19,7 @@ by `bench run` at another commit: FOLDER holds their seed_k/ folders) instead of
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -128,13 +129,18 @@ def main() -> None:
                          "(single) --map, running nothing (repeatable)")
     args = ap.parse_args()
     if args.compare:
-        curves = {args.maps[0]: {}}
+        curves, commits = {args.maps[0]: {}}, set()
         for item in args.compare:
             name, folder = item.split("=", 1)
-            runs = [read_jsonl(p) for p in sorted(Path(folder).glob("seed_*/metrics.jsonl"))]
-            curves[args.maps[0]][name] = [r for r in runs if r and r[-1]["env_step"] >= args.steps]
+            curves[args.maps[0]][name] = []
+            for seed_dir in sorted(Path(folder).glob("seed_*")):
+                rows = read_jsonl(seed_dir / "metrics.jsonl")
+                if rows and rows[-1]["env_step"] >= args.steps:
+                    curves[args.maps[0]][name].append(rows)
+                    commits.add(json.loads((seed_dir / "config.json").read_text())
+                                .get("git_commit"))
         write_page(args, curves, [(item.split("=", 1)[0], {"runs": item.split("=", 1)[1]})
-                                  for item in args.compare])
+                                  for item in args.compare], commits)
         return
     variants = [parse_variant(v) for v in (args.variants or ["default"])]
     jobs = []
@@ -148,20 +154,28 @@ def main() -> None:
     if not args.table_only:
         run_jobs(jobs, runs_dir, workers=args.workers)
     curves: dict = {}
+    commits = set()
     for job in jobs:
         rows = read_jsonl(job.run_dir(runs_dir) / "metrics.jsonl")
         if rows and rows[-1]["env_step"] >= args.steps:
             curves.setdefault(job.map_name, {}).setdefault(job.name[5:], []).append(rows)
-    write_page(args, curves, variants)
+            commits.add(json.loads((job.run_dir(runs_dir) / "config.json").read_text())
+                        .get("git_commit"))
+    write_page(args, curves, variants, commits)
 
 
-def write_page(args, curves: dict, variants: list[tuple[str, dict]]) -> None:
+def write_page(args, curves: dict, variants: list[tuple[str, dict]],
+               commits: set | None = None) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     png = out / f"learning_{args.name}.png"
     lines = [f"# Learning curves: {args.name}", "",
-             f"Command: `python {' '.join(shlex.quote(a) for a in sys.argv)}`  ",
-             f"Commit: {git_commit() or 'unknown'}", "",
+             # --table-only rewrites the page of runs that the same command without it made
+             "Command: `python " + " ".join(shlex.quote(a) for a in sys.argv
+                                            if a != "--table-only") + "`  ",
+             "Runs made at commit: " + (", ".join(sorted(str(c) for c in commits))
+                                        if commits else "(see the runs' config.json)"),
+             f"Page written at commit: {git_commit() or 'unknown'}", "",
              f"`qmix` from scratch, {args.steps:,} env steps, greedy evaluation (32 battles) "
              "every `eval_interval` steps; mean +- std over seeds. Per variant: "
              + "; ".join(f"`{n}` {o or '(none)'}" for n, o in variants) + ".", "",

@@ -40,6 +40,9 @@ def test_tiers_are_snapshotted_rolled_out_and_referenced(fresh_root, monkeypatch
         assert snap.is_file() and store.sha256(snap) == beh["sha256"]  # snapshot kept + named
         assert rec.meta["settings"]["epsilon"] == tiers.ROLLOUT_EPSILON
         assert beh["snapshot"]["env_step"] == 500  # first evaluation after step 0
+        # decided on rollouts as the dataset is collected (epsilon 0.05), not on greedy play
+        assert beh["snapshot"]["rollout_epsilon"] == tiers.ROLLOUT_EPSILON
+        assert beh["snapshot"]["rollout_episodes"] == tiers.SNAPSHOT_EPISODES
     replay = report.produced["replay"].record
     ds = minari.load_dataset(replay.dataset_id)
     assert ds.total_episodes == replay.stats["episodes"]
@@ -117,7 +120,8 @@ def test_interrupted_behaviour_training_resumes_where_it_stopped(fresh_root, mon
     report = tiers.collect_tiers("3m", ["poor"], **kwargs)
     assert any("resuming from the checkpoint at env step" in s for s in said)
     assert [r["env_step"] for r in read_jsonl(metrics)] == [0, 500, 1000, 1500]
-    assert "best evaluation return" in report.missing["poor"]
+    assert "best return" in report.missing["poor"] and "with epsilon 0.05" in report.missing["poor"]
+    assert "n/a" not in report.missing["poor"]  # the rollouts before the stop count too
 
 
 def test_bench_collect_summary_lists_each_tier_and_the_training_time(fresh_root, monkeypatch,
