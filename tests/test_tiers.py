@@ -42,7 +42,7 @@ def test_tiers_are_snapshotted_rolled_out_and_referenced(fresh_root, monkeypatch
         assert beh["snapshot"]["env_step"] == 500  # first evaluation after step 0
         # decided on rollouts as the dataset is collected (epsilon 0.05), not on greedy play
         assert beh["snapshot"]["rollout_epsilon"] == tiers.ROLLOUT_EPSILON
-        assert beh["snapshot"]["rollout_episodes"] == tiers.SNAPSHOT_EPISODES
+        assert beh["snapshot"]["rollout_episodes"] == 2 * tiers.SNAPSHOT_EPISODES  # confirmed
     replay = report.produced["replay"].record
     ds = minari.load_dataset(replay.dataset_id)
     assert ds.total_episodes == replay.stats["episodes"]
