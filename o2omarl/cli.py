@@ -391,14 +391,20 @@ def datasets_verify(dataset_id, all_):
 
 @datasets.command("delete")
 @click.argument("dataset_id")
-def datasets_delete(dataset_id):
-    """Delete one dataset version.
+@click.option("--yes", "-y", is_flag=True, help="Do not ask (scripts); without a terminal, "
+              "nothing is asked either.")
+def datasets_delete(dataset_id, yes):
+    """Delete one dataset version (asks first on a terminal).
 
     \b
-    Example: bench datasets delete smax/3m/heuristic-v1
+    Example: bench datasets delete smax/3m/heuristic-v1 --yes
     """
     from o2omarl.datasets import store
 
+    rec = store.get(dataset_id)  # an unknown id fails here, before any question
+    if not yes and sys.stdin.isatty():
+        click.confirm(f"delete {dataset_id} ({rec.stats['episodes']} episodes, "
+                      f"{_mb(rec.size_bytes())}, {rec.path})?", abort=True, err=True)
     path = store.delete(dataset_id)
     click.echo(f"deleted {dataset_id} ({path})")
 

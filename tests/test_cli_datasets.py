@@ -165,3 +165,47 @@ def test_verify_needs_an_id_or_all(fresh_root):
     assert res.returncode == 2
     assert_clean(res)
     assert "--all" in res.stderr
+
+
+def _on_a_terminal(args: list[str], answer: bytes, root: Path) -> tuple[int, str]:
+    """Run `bench ARGS` with a pseudo-terminal as stdin/stdout, typing `answer` when asked."""
+    import pty
+    import select
+
+    env = dict(os.environ, MINARI_DATASETS_PATH=str(root))
+    main_fd, term = pty.openpty()
+    proc = subprocess.Popen(bench_cmd() + args, stdin=term, stdout=term, stderr=term, env=env,
+                            close_fds=True)
+    os.close(term)
+    out, answered = b"", False
+    while True:
+        ready, _, _ = select.select([main_fd], [], [], 60)
+        if not ready:
+            break
+        try:
+            chunk = os.read(main_fd, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+        if not answered and b"[y/N]" in out:
+            os.write(main_fd, answer)
+            answered = True
+    os.close(main_fd)
+    return proc.wait(timeout=60), out.decode(errors="replace")
+
+
+def test_delete_asks_on_a_terminal_and_yes_skips_the_question(fresh_root):
+    from o2omarl import datasets
+
+    datasets.collect("3m", "random", episodes=4, seed=0, num_envs=4, show_progress=False)
+    code, out = _on_a_terminal(["datasets", "delete", "smax/3m/random-v0"], b"n\n", fresh_root)
+    assert "delete smax/3m/random-v0 (4 episodes" in out and code != 0
+    assert store.list_ids() == ["smax/3m/random-v0"]  # declined: nothing deleted
+    code, out = _on_a_terminal(["datasets", "delete", "smax/3m/random-v0"], b"y\n", fresh_root)
+    assert code == 0 and "deleted smax/3m/random-v0" in out and store.list_ids() == []
+    datasets.collect("3m", "random", episodes=4, seed=0, num_envs=4, show_progress=False)
+    code, out = _on_a_terminal(["datasets", "delete", "smax/3m/random-v0", "--yes"], b"n\n",
+                               fresh_root)
+    assert code == 0 and "[y/N]" not in out and store.list_ids() == []

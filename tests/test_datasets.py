@@ -453,3 +453,16 @@ def test_sigkill_during_write_leaves_nothing(fresh_root):
     assert store.list_ids() == ["smax/3m/random-v0"]
     assert sorted(minari.list_local_datasets()) == ["smax/3m/random-v0"]
     assert datasets.verify(res.record) == []
+
+
+def test_load_takes_what_bench_run_dataset_takes(heuristic_3m):
+    """A full id, an id without version, or a bare tier with a map: the same arrays."""
+    from o2omarl.envs import env_info
+
+    by_record = datasets.load(heuristic_3m)
+    for spec, kw in ((heuristic_3m.dataset_id, {}), ("smax/3m/heuristic", {}),
+                     ("heuristic", {"map_name": "3m"}), ("heuristic", {"env": env_info("3m")})):
+        arrays = datasets.load(spec, **kw)
+        np.testing.assert_array_equal(arrays.reward, by_record.reward)
+    with pytest.raises(UsageError, match="bare tier"):
+        datasets.load("heuristic")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
-from o2omarl.datasets.store import DATA_FILES, DatasetRecord, sha256
+from o2omarl.datasets.store import DATA_FILES, DatasetRecord, resolve, sha256
 from o2omarl.envs.base import EnvInfo
 from o2omarl.errors import BenchError, UsageError
 
@@ -170,8 +170,13 @@ def _episode_problem(ep, info: EnvInfo, dtypes: bool = True, skip=()) -> str | N
     return None
 
 
-def load(record: DatasetRecord, env: EnvInfo | None = None) -> EpisodeArrays:
+def load(record: DatasetRecord | str, env: EnvInfo | None = None,
+         map_name: str | None = None) -> EpisodeArrays:
     """All episodes of a version as padded arrays ready for episode-batch sampling.
+
+    `record`: a stored version, or what `bench run --dataset` accepts: a full id
+    (`smax/3m/heuristic-v0`), an id without version (the newest), or a bare tier (`medium`) of
+    `map_name` (default: `env`'s map).
 
     Refuses a version whose files fail their checksums (a flipped byte can decode silently) or
     whose values are not finite (NaN/inf would poison every update); a failed checksum wins
@@ -183,6 +188,9 @@ def load(record: DatasetRecord, env: EnvInfo | None = None) -> EpisodeArrays:
     that makes them (glibc gives threads their own), and in the main thread's arena they made
     every later torch allocation ~5x slower and offline updates ~20% slower.
     """
+    if isinstance(record, str):
+        record = resolve(record, map_name or (env.map_name if env else None),
+                         env.backend if env else "smax")
     if env is not None:
         check_fits(record, env)
     stop = threading.Event()
