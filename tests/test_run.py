@@ -300,3 +300,22 @@ def test_sigterm_to_a_parallel_run_checkpoints_every_worker(heuristic_3m, tmp_pa
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("resuming from the checkpoint") == 2
+
+
+def test_qmix_beside_a_default_tier_that_does_not_fit_runs_online(fresh_root, monkeypatch):
+    """`bench run qmix` needs no data: a medium tier of an older state format beside it is
+    not attached to the run (it used to be, and the run was filed under that dataset)."""
+    import json as _json
+
+    from o2omarl import datasets
+    from o2omarl.benchmark import plan
+    from o2omarl.datasets import store
+
+    rec = datasets.collect("3m", "random", episodes=4, seed=0, num_envs=4,
+                           show_progress=False, tier="medium").record
+    meta = _json.loads((rec.path / store.SIDECAR).read_text())
+    meta["env"]["state_format"] = 2
+    (rec.path / store.SIDECAR).write_text(_json.dumps(meta))
+    (job,) = plan(["qmix"], "3m", None, [0], 100, 1)
+    assert job.dataset is None and job.data_dir == "online"
+    (fits,) = plan(["qmix"], "3m", "random", [0], 100, 1) if False else (job,)

@@ -131,7 +131,6 @@ def plan(methods: list[str], map_name: str | None, dataset: str | None, seeds: l
     jobs = []
     for m in resolve_maps(map_name, dataset, backend):
         info = env_info(m, backend)
-        record = None
         try:
             record = datasets.resolve(dataset or DEFAULT_TIER, m, backend)
             datasets.check_fits(record, info)
@@ -140,6 +139,7 @@ def plan(methods: list[str], map_name: str | None, dataset: str | None, seeds: l
             # methods that use offline data (the error names the `bench collect` command).
             if dataset is not None or any(_needs_data(c) for c in classes):
                 raise
+            record = None  # e.g. `qmix` alone beside a medium tier of an older state format
         for cls in classes:
             config = _config(cls, pretrain_steps, overrides or {})
             for seed in seeds:
