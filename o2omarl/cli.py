@@ -211,13 +211,9 @@ def runs_list(runs_dir):
     \b
     Example: bench runs list --runs-dir runs
     """
-    from o2omarl.benchmark.results import scan
+    from o2omarl.benchmark.results import scan_store
 
-    found = scan(runs_dir)
-    if not found:
-        click.echo(f"no runs under {runs_dir}; make some with "
-                   "`bench run ovmse --map 3m --dataset heuristic --seeds 2`")
-        return
+    found = scan_store(runs_dir)
     rows = [{"map": r.map, "dataset": r.dataset_name, "method": r.method,
              "seed": r.seed if r.seed >= 0 else "?", "status": r.state,
              "steps": f"{r.steps_done:,}/{r.budget:,}",

@@ -200,12 +200,20 @@ def test_seed_offset_and_runs_list(heuristic_3m, tmp_path, capsys):
     damaged = base / "seed_9"
     damaged.mkdir()
     (damaged / "config.json").write_text("{not json")
+    # Stopped by Ctrl-C at env step 300, before its first evaluation after step 0.
+    stopped = base / "seed_8"
+    stopped.mkdir()
+    (stopped / "config.json").write_text((base / "seed_3" / "config.json").read_text()
+                                         .replace('"seed": 3', '"seed": 8'))
+    (stopped / "status.json").write_text('{"state": "stopped", "env_step": 300}')
+    (stopped / "metrics.jsonl").write_text('{"env_step": 0, "test_win_rate": 0.5}\n')
     capsys.readouterr()
     main(["runs", "list", "--runs-dir", str(runs)])
     lines = capsys.readouterr().out.splitlines()
     row = {line.split()[3]: line for line in lines[2:]}
     assert "done" in row["3"] and "400/400" in row["3"]
     assert "stopped" in row["7"] and "killed" in row["7"]
+    assert "stopped" in row["8"] and "300/400" in row["8"]
     assert "damaged" in row["?"] and "config.json" in row["?"]
     # The summaries tools read: marl-eval JSON and the tidy CSV, finished runs only.
     summary = json.loads((runs / "summary.json").read_text())
@@ -319,3 +327,21 @@ def test_qmix_beside_a_default_tier_that_does_not_fit_runs_online(fresh_root, mo
     (job,) = plan(["qmix"], "3m", None, [0], 100, 1)
     assert job.dataset is None and job.data_dir == "online"
     (fits,) = plan(["qmix"], "3m", "random", [0], 100, 1) if False else (job,)
+
+
+@pytest.mark.parametrize("make", ["missing", "empty", "foreign"])
+def test_runs_list_and_report_treat_a_store_without_runs_alike(tmp_path, capsys, make):
+    store_dir = tmp_path / "store"
+    if make != "missing":
+        store_dir.mkdir()
+    if make == "foreign":
+        (store_dir / "notes.txt").write_text("not a run store")
+    errors = []
+    for argv in (["runs", "list"], ["report", "--out", str(tmp_path / "rep")]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv + ["--runs-dir", str(store_dir)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exc.value.code == 2 and len(err) == 1
+        errors.append(err[0])
+    assert errors[0] == errors[1]
+    assert ("does not exist" if make == "missing" else "holds no runs") in errors[0]

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from o2omarl import atomic
+from o2omarl.errors import UsageError
 from o2omarl.locks import is_held
 
 # The columns of results.csv, in order; metric columns follow these.
@@ -44,9 +45,12 @@ class RunRecord:
     rows: list[dict] = field(default_factory=list)  # metrics.jsonl, in order
     config: dict = field(default_factory=dict)
 
+    stopped_at: int | None = None  # env step where a stopped run saved its checkpoint
+
     @property
     def steps_done(self) -> int:
-        return int(self.rows[-1]["env_step"]) if self.rows else 0
+        """Env steps trained: the last evaluation's, or where a stopped run stopped."""
+        return max(int(self.rows[-1]["env_step"]) if self.rows else 0, self.stopped_at or 0)
 
     @property
     def last_win_rate(self) -> float | None:
@@ -91,12 +95,26 @@ def read_run(path: Path) -> RunRecord:
     try:
         status = json.loads((rec.path / "status.json").read_text())
         rec.state, rec.error = status["state"], status.get("error")
+        rec.stopped_at = status.get("env_step") if rec.state == "stopped" else None
     except (OSError, ValueError, KeyError, TypeError) as e:
         rec.state, rec.error = "damaged", f"unreadable status.json: {e}"
     if rec.state == "running" and not is_held(rec.path / ".lock"):
         rec.state, rec.error = "stopped", "killed (no process holds it); rerun to resume"
     rec.rows = read_jsonl(rec.path / "metrics.jsonl")
     return rec
+
+
+MAKE_RUNS = "`bench run ovmse --map 3m --dataset heuristic --seeds 2` makes runs"
+
+
+def scan_store(runs_dir: Path) -> list[RunRecord]:
+    """`scan`, for commands that read a store: a missing, empty or foreign folder is one error
+    naming it, the same for every command."""
+    runs = scan(runs_dir)
+    if not runs:
+        state = "does not exist" if not Path(runs_dir).is_dir() else "holds no runs"
+        raise UsageError(f"run store {str(runs_dir)!r} {state}; {MAKE_RUNS}")
+    return runs
 
 
 def scan(runs_dir: Path) -> list[RunRecord]:

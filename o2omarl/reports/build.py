@@ -19,14 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from o2omarl import atomic
-from o2omarl.benchmark.results import RunRecord, scan
+from o2omarl.benchmark.results import RunRecord, scan_store
 from o2omarl.errors import BenchError, UsageError, one_of
 from o2omarl.reports import figures, stats, tables
 from o2omarl.reports.cells import by_task, group
 from o2omarl.reports.tables import Table
 
 FORMATS = ("png", "pdf")
-MAKE_RUNS = "`bench run ovmse --map 3m --dataset heuristic --seeds 2` makes runs"
 
 
 @dataclass
@@ -61,10 +60,7 @@ def check_formats(formats: Iterable[str]) -> list[str]:
 def select_runs(runs_dir: Path, maps=None, methods=None) -> list[RunRecord]:
     """The runs of the store that match the filters; a filter that matches nothing is an error
     naming the value and what exists."""
-    runs = scan(runs_dir)
-    if not runs:
-        state = "does not exist" if not Path(runs_dir).is_dir() else "holds no runs"
-        raise UsageError(f"run store {str(runs_dir)!r} {state}; {MAKE_RUNS}")
+    runs = scan_store(runs_dir)
     for what, wanted, attr in (("map", maps, "map"), ("method", methods, "method")):
         have = sorted({getattr(r, attr) for r in runs} - {"?"})  # "?": a damaged config
         for w in wanted or ():
