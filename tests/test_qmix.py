@@ -535,6 +535,13 @@ def test_bench_run_missing_dataset_names_the_collect_command(fresh_root, tmp_pat
     ("lambda_schedule=cosine", "linear"),  # not an accepted value: the accepted ones are listed
     ("se_mode=sideways", "decentralized"),
     ("nope=1", "nope"),  # a key no requested method has
+    # out of range: counts, intervals, probabilities, the discount
+    ("eval_interval=0", "eval_interval=0 is not accepted; accepted: a number > 0"),
+    ("num_envs=0", "num_envs"), ("batch_size=0", "batch_size"), ("lr=-0.1", "lr"),
+    ("eps_start=2", "eps_start=2.0 is not accepted; accepted: a number in [0, 1]"),
+    ("gamma=1.5", "gamma=1.5 is not accepted; accepted: a number in (0, 1]"),
+    ("gamma=0", "gamma"), ("td_lambda=-0.1", "td_lambda"), ("lambda_0=1.5", "lambda_0"),
+    ("memory_horizon=-1", "memory_horizon"),
 ])
 def test_bench_run_rejects_bad_settings_before_any_job(heuristic_3m, tmp_path, capsys, setting,
                                                        named):
@@ -547,6 +554,20 @@ def test_bench_run_rejects_bad_settings_before_any_job(heuristic_3m, tmp_path, c
     assert code == 2
     assert named in err and len(err.strip().splitlines()) == 1
     assert "Traceback" not in err
+    assert not runs.exists()
+
+
+@pytest.mark.parametrize("extra, named", [
+    (["--seed", "-3"], "--seed must be a non-negative integer, got -3"),
+    (["--seeds", "1", "--seed-offset", "-5"], "--seed-offset must be a non-negative integer"),
+])
+def test_bench_run_rejects_negative_seeds_before_any_job(heuristic_3m, tmp_path, capsys, extra,
+                                                        named):
+    runs = tmp_path / "runs"
+    argv = ["run", "ft-qmix", "--map", "3m", "--dataset", heuristic_3m.dataset_id, "--steps",
+            "100", "--pretrain-steps", "10", "--runs-dir", str(runs)] + extra
+    code, _, err = _bench(argv, capsys)
+    assert code == 2 and named in err and len(err.strip().splitlines()) == 1
     assert not runs.exists()
 
 

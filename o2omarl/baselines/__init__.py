@@ -11,8 +11,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from o2omarl.qmix import ConservativeLoss, QmixConfig, QmixO2O
+from o2omarl.qmix.algorithm import NON_NEGATIVE, PROBABILITY
 
 
 @dataclass
@@ -38,6 +40,8 @@ class FtQmix(QmixO2O):
 class CqlFtConfig(QmixConfig):
     online_cql_alpha: float = 5.0  # conservative term weight kept during fine-tuning
 
+    RANGES: ClassVar[dict] = {**QmixConfig.RANGES, "online_cql_alpha": NON_NEGATIVE}
+
 
 class CqlFt(QmixO2O):
     """Offline weights; the conservative term stays in the loss online."""
@@ -53,6 +57,8 @@ class CqlFt(QmixO2O):
 class HybridConfig(QmixConfig):
     init: str = "random"
     offline_fraction: float = 0.5  # share of every batch drawn from the offline dataset
+
+    RANGES: ClassVar[dict] = {**QmixConfig.RANGES, "offline_fraction": PROBABILITY}
 
 
 class Hybrid(QmixO2O):

@@ -26,6 +26,7 @@ import torch
 from o2omarl.datasets.policies import uniform_available
 from o2omarl.qmix import Parts, QmixConfig, QmixO2O, UpdateContext
 from o2omarl.qmix.buffer import Batch
+from o2omarl.qmix.algorithm import PROBABILITY
 
 LAMBDA_SCHEDULES = ("linear", "exponential", "constant")
 SE_MODES = ("decentralized", "centralized")
@@ -124,6 +125,8 @@ class OvmseConfig(QmixConfig):
 
     CHOICES: ClassVar[dict] = {**QmixConfig.CHOICES, "lambda_schedule": LAMBDA_SCHEDULES,
                                "se_mode": SE_MODES}
+    RANGES: ClassVar[dict] = {**QmixConfig.RANGES, "lambda_0": PROBABILITY,
+                              "memory_horizon": PROBABILITY}
 
 
 class Ovmse(QmixO2O):

@@ -26,6 +26,13 @@ from o2omarl.qmix.train import (Log, OnlineConfig, OnlineTraining, Parts, Pretra
                                 pretrain)
 
 
+# (what is accepted, test) for the numeric ranges of config fields
+POSITIVE = ("a number > 0", lambda v: v > 0)
+NON_NEGATIVE = ("a number >= 0", lambda v: v >= 0)
+PROBABILITY = ("a number in [0, 1]", lambda v: 0 <= v <= 1)
+DISCOUNT = ("a number in (0, 1]", lambda v: 0 < v <= 1)
+
+
 @dataclass
 class QmixConfig(LearnerConfig, OnlineConfig):
     """Settings shared by every method (learner, online loop, offline pretraining)."""
@@ -55,6 +62,17 @@ class QmixConfig(LearnerConfig, OnlineConfig):
 
     # Fields restricted to a set of values (subclasses add theirs).
     CHOICES: ClassVar[dict] = {"init": ("offline", "random"), "mixer": ("qmix", "vdn")}
+    # Numeric fields' ranges (subclasses add theirs); every field of a built config is checked.
+    RANGES: ClassVar[dict] = {
+        **dict.fromkeys(("hidden", "mixer_embed", "hypernet_hidden", "target_update_interval",
+                         "num_envs", "batch_size", "buffer_episodes", "eval_interval",
+                         "eval_episodes", "eps_anneal_steps", "pretrain_steps",
+                         "pretrain_batch_size", "lr", "grad_clip", "updates_per_episode"),
+                        POSITIVE),
+        **dict.fromkeys(("pretrain_eval_interval", "cql_alpha"), NON_NEGATIVE),
+        **dict.fromkeys(("td_lambda", "eps_start", "eps_end"), PROBABILITY),
+        "gamma": DISCOUNT,
+    }
 
     @classmethod
     def build(cls, **overrides) -> "QmixConfig":
@@ -73,7 +91,16 @@ class QmixConfig(LearnerConfig, OnlineConfig):
             if allowed and values[key] not in allowed:
                 raise UsageError(f"{key}={value!r} is not accepted; accepted: "
                                  f"{', '.join(allowed)}")
-        return cls(**values)
+        config = cls(**values)
+        config.check()
+        return config
+
+    def check(self) -> None:
+        """Every numeric field within its range (UsageError naming the first that is not)."""
+        for key, (accepted, ok) in self.RANGES.items():
+            value = getattr(self, key)
+            if not ok(value):
+                raise UsageError(f"{key}={value!r} is not accepted; accepted: {accepted}")
 
 
 def _cast(key: str, value, kind: type):
