@@ -209,3 +209,21 @@ def test_delete_asks_on_a_terminal_and_yes_skips_the_question(fresh_root):
     code, out = _on_a_terminal(["datasets", "delete", "smax/3m/random-v0", "--yes"], b"n\n",
                                fresh_root)
     assert code == 0 and "[y/N]" not in out and store.list_ids() == []
+
+
+@pytest.mark.parametrize("args", [
+    ["datasets", "list"],
+    ["collect", "--map", "3m", "--behaviour", "random", "--episodes", "4"],
+    ["run", "ft-qmix", "--map", "3m", "--dataset", "heuristic", "--steps", "100"],
+])
+def test_an_unusable_dataset_root_is_one_line_naming_it(tmp_path, args):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    env_root = blocker / "datasets"  # a path under a regular file: never a folder
+    res = bench(*(args + (["--runs-dir", str(tmp_path / "runs")] if args[0] == "run" else [])),
+                root=env_root)
+    assert res.returncode == 2, res.stderr
+    assert_clean(res)
+    line = one_error_line(res)
+    assert f"MINARI_DATASETS_PATH '{env_root}' is not a usable folder" in line
+    assert not (tmp_path / "runs").exists()

@@ -43,7 +43,15 @@ def root() -> Path:
     """Minari's dataset root: MINARI_DATASETS_PATH, else ~/.minari/datasets."""
     env = os.environ.get("MINARI_DATASETS_PATH")
     path = Path(env) if env else Path.home() / ".minari" / "datasets"
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise PermissionError("not writable")
+    except OSError as e:  # a file in the way, no permission, a read-only or virtual filesystem
+        what = "MINARI_DATASETS_PATH" if env else "the default dataset root"
+        why = e.strerror or str(e)
+        raise UsageError(f"{what} {str(path)!r} is not a usable folder ({why}); set "
+                         "MINARI_DATASETS_PATH to a writable folder") from None
     return path
 
 
