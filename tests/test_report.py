@@ -120,14 +120,16 @@ def test_main_table_holds_the_expected_numbers(report):
     assert (float(r["auc_lo"]), float(r["auc_hi"])) == pytest.approx((lo, hi))
     assert float(r["wr_start_mean"]) == pytest.approx(0.5)
     assert float(r["wr_final_mean"]) == pytest.approx((1.0 + 0.7) / 2)
-    # drop = WR_0 - min over the first 10 env steps: 0.1 and 0.3
-    assert float(r["unlearning_drop_mean"]) == pytest.approx(0.2)
+    # The first 10 env steps hold two evaluations (steps 0 and 10): too few for a drop
+    # (test_window_metrics_need_three_evaluations_and_after_never_holds_step_0 has the number)
+    assert np.isnan(float(r["unlearning_drop_mean"])) and int(r["unlearning_drop_n"]) == 0
     # only seed 0 reaches 80% (at step 40): the mean is over the seeds that reached it
     assert float(r["steps_to_threshold_mean"]) == 40 and int(r["steps_to_threshold_n"]) == 1
     # identical values: the interval collapses to the mean
     assert float(r["wr_start_lo"]) == float(r["wr_start_hi"]) == pytest.approx(0.5)
     md = (report / "tables" / "main.md").read_text()
     assert "40 [40, 40] (1/2 seeds)" in md
+    assert "n/a (2 evaluations)" in md
 
 
 def test_failed_run_is_listed_apart_and_not_averaged(report):
@@ -312,3 +314,39 @@ def test_regret_weights_by_training_episodes():
             {"env_step": 50, "test_win_rate": 0.0, "train_win_rate": 0.5, "train_episodes": 10},
             {"env_step": 100, "test_win_rate": 0.0, "train_win_rate": 1.0, "train_episodes": 30}]
     assert run_metrics(rows, 100)["regret"] == pytest.approx(1 - (0.5 * 10 + 1.0 * 30) / 40)
+
+
+def test_window_metrics_need_three_evaluations_and_after_never_holds_step_0():
+    """Budget 20k, evaluations every 10k (0, 10k, 20k): the unlearning window (first 2k)
+    holds step 0 only and "after" two evaluations, so neither is a number."""
+    rows = [{"env_step": s, "test_win_rate": w} for s, w in ((0, 0.44), (10_000, 0.0),
+                                                             (20_000, 0.1))]
+    m = run_metrics(rows, 20_000)
+    assert np.isnan(m["unlearning_drop"]) and m["early_evals"] == 1
+    assert np.isnan(m["wr_final"]) and m["after_evals"] == 2
+    # Evaluations every 1k (the default spacing for a 20k budget): both resolve, and "after"
+    # is the last three evaluations after step 0 even when the run has only three.
+    dense = [{"env_step": 1000 * k, "test_win_rate": w}
+             for k, w in enumerate([0.44, 0.2, 0.0] + [0.3] * 18)]
+    m = run_metrics(dense, 20_000)
+    assert m["early_evals"] == 3 and m["unlearning_drop"] == pytest.approx(0.44)
+    assert m["wr_final"] == pytest.approx(0.3)
+    three = run_metrics([{"env_step": 1000 * k, "test_win_rate": w}
+                         for k, w in enumerate([0.9, 0.3, 0.4, 0.5])], 3000)
+    assert three["wr_final"] == pytest.approx(0.4)  # 0.3, 0.4, 0.5: not the step-0 0.9
+
+
+def test_report_prints_na_with_the_evaluation_count_and_warns_below_three_seeds(tmp_path):
+    runs = tmp_path / "runs"
+    for method, curve in (("ovmse", [0.44, 0.3, 0.4]), ("ft-qmix", [0.44, 0.0, 0.0])):
+        make_run(runs, method, 0, curve, budget=20_000)
+    build_report(runs, tmp_path / "out", formats=["png"], n_boot=50)
+    md = (tmp_path / "out" / "index.md").read_text()
+    table = (tmp_path / "out" / "tables" / "main.md").read_text()
+    rows = {line.split("|")[3].strip(): line for line in table.splitlines()[2:]}
+    for method in ("ovmse", "ft-qmix"):
+        cells = [c.strip() for c in rows[method].split("|")]
+        assert "n/a (2 evaluations)" in cells  # win rate after
+        assert "n/a (1 evaluation)" in cells  # unlearning drop
+    assert "**n/a" not in table
+    assert "fewer than 3 seeds" in md

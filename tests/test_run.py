@@ -57,6 +57,11 @@ def test_bench_run_writes_the_run_store_and_skips_a_finished_run(heuristic_3m, t
     for r in rows:
         assert 0.0 <= r["test_win_rate"] <= 1.0 and math.isfinite(r["test_return"])
     assert rows[-1]["updates"] > 0
+    # The end of pretraining and step 0 evaluate the same weights on the same battles.
+    (pretrain_log,) = (runs / ".pretrained").rglob("pretrain.jsonl")
+    last_offline = read_jsonl(pretrain_log)[-1]
+    assert (last_offline["test_win_rate"], last_offline["test_return"]) == (
+        rows[0]["test_win_rate"], rows[0]["test_return"])
 
     for name in ("checkpoint.pt", "model.pt"):
         ckpt = load_checkpoint(run_dir / name)
@@ -345,3 +350,12 @@ def test_runs_list_and_report_treat_a_store_without_runs_alike(tmp_path, capsys,
         errors.append(err[0])
     assert errors[0] == errors[1]
     assert ("does not exist" if make == "missing" else "holds no runs") in errors[0]
+
+
+def test_default_evaluation_spacing_scales_with_the_budget():
+    from o2omarl.qmix.train import default_eval_interval
+
+    assert default_eval_interval(20_000) == 1000  # 21 evaluations, 3 in the first 2,000 steps
+    assert default_eval_interval(100_000) == 5000
+    assert default_eval_interval(2_000_000) == 10_000  # long runs: every 10k, as before
+    assert default_eval_interval(7) == 1

@@ -42,7 +42,9 @@ class OnlineConfig:
     # learner updates per collected episode: 0.5 x batch 32 = each episode replayed ~16 times,
     # as PyMARL2's batch 128 every 8 episodes (0.25 learned 2s3z about half as fast per step)
     updates_per_episode: float = 0.5
-    eval_interval: int = 10_000  # env steps between greedy evaluations
+    # env steps between greedy evaluations; 0: min(10,000, budget / 20), so that every run has
+    # >= 20 evaluations and >= 3 in the unlearning window (the first 10% of the budget)
+    eval_interval: int = 0
     eval_episodes: int = 32  # episodes per evaluation (run in parallel)
 
 
@@ -104,6 +106,17 @@ def summary(row: dict) -> str:
     return text
 
 
+def eval_seed(seed: int) -> int:
+    """The battles every evaluation of a run plays (offline and online alike), so the same
+    weights evaluated twice on as many episodes give the same number."""
+    return seed + 1_000_003
+
+
+def default_eval_interval(budget: int) -> int:
+    """min(10,000, budget / 20): >= 20 evaluations per run, >= 3 in its first 10%."""
+    return max(1, min(10_000, budget // 20))
+
+
 def _check_finite(metrics: dict, where: str, kept: str) -> None:
     if not math.isfinite(metrics["loss"]):
         raise Diverged(f"training diverged at {where}: loss is {metrics['loss']}; {kept}")
@@ -144,6 +157,7 @@ class OnlineTraining:
         self.next_eval, self.last_eval, self.row = 0, -1, {}
         self.elapsed = 0.0  # wall seconds of training so far, earlier sessions included
         self.divergence = _Divergence(label)
+        self.eval_interval = cfg.eval_interval or default_eval_interval(budget)
 
     @property
     def env_step(self) -> int:
@@ -220,7 +234,7 @@ class OnlineTraining:
         cfg, parts, learner = self.cfg, self.parts, self.learner
         self.row = {"env_step": step, "episodes": self.episodes, "updates": learner.updates,
                     **evaluate(learner.agent, self.eval_env, cfg.eval_episodes,
-                               self.seed + 1_000_003, learner.device),
+                               eval_seed(self.seed), learner.device),
                     **self.window.flush(),
                     # schedules at this very step (not window means): eps_t, lambda_t
                     "epsilon": parts.epsilon(step),
@@ -229,7 +243,7 @@ class OnlineTraining:
                     "env_steps_per_s": self.rollout.steady_rate()}
         self.log(self.row)
         self.last_eval = step
-        self.next_eval = (step // cfg.eval_interval + 1) * cfg.eval_interval
+        self.next_eval = (step // self.eval_interval + 1) * self.eval_interval
 
     def _collect_and_learn(self) -> None:
         cfg, learner, window = self.cfg, self.learner, self.window
@@ -313,7 +327,7 @@ def pretrain(
             row = {"update": i, **window.flush(),
                    "updates_per_s": i / (time.monotonic() - start)}
             if eval_env is not None:
-                row.update(evaluate(learner.agent, eval_env, cfg.eval_episodes, seed + 7,
+                row.update(evaluate(learner.agent, eval_env, cfg.eval_episodes, eval_seed(seed),
                                     learner.device))
             log(row)
             divergence.check(row, f"offline update {i:,}")

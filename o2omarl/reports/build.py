@@ -151,6 +151,11 @@ def build_report(runs_dir="runs", out="reports", maps=None, methods=None,
         _Section("Not included", [table(tables.excluded_table(excluded, runs_dir))]),
     ]
     intro += f" Intervals: 95% percentile bootstrap, {n_boot} resamples, seed {seed}."
+    few = sorted({len(c.runs) for c in cells if len(c.runs) < 3})
+    if few:
+        intro += (f" Caution: {sum(len(c.runs) < 3 for c in cells)} of {len(cells)} cells have "
+                  f"fewer than 3 seeds ({', '.join(map(str, few))}); their intervals are not "
+                  "meaningful (with 2 seeds the bootstrap interval is the min-max).")
     _write_text(out / "index.md", _index_md(sections, intro, formats))
     index = out / "index.html"
     _write_text(index, _index_html(sections, intro, formats))

@@ -22,6 +22,7 @@ from o2omarl.benchmark.results import RunRecord
 from o2omarl.errors import BenchError
 from o2omarl.reports import stats
 from o2omarl.reports.cells import Cell, Task, by_task, method_rank
+from o2omarl.reports.metrics import MIN_EVALUATIONS
 from o2omarl.reports.stats import iqm
 
 # run_metrics key, column header, +1 if higher is better (-1 lower), decimals shown
@@ -129,6 +130,21 @@ def _bold_best(stats_by_row: list[_Stat], row_ids: list[int], col: int, bold: se
     bold.update((i, col) for rank, i in candidates if rank == best)
 
 
+# Window metrics and the run_metrics count of evaluations in their window
+RESOLUTION = {"wr_final": "after_evals", "unlearning_drop": "early_evals"}
+
+
+def _unresolved(cell: Cell, key: str) -> _Stat | None:
+    """`n/a (k evaluations)`, never bold, when a run's window holds too few evaluations."""
+    if key not in RESOLUTION:
+        return None
+    k = int(np.nanmin(cell.values(RESOLUTION[key])))
+    if k >= MIN_EVALUATIONS:
+        return None
+    return _Stat(f"n/a ({k} evaluation{'s' if k != 1 else ''})", math.nan, math.nan, math.nan,
+                 0, (0, -math.inf))
+
+
 def main_table(cells: list[Cell], seed: int = 0, n_boot: int = stats.N_BOOT) -> Table:
     """Per map x dataset x method (x budget x pretraining): every O2O metric, mean [95% CI]."""
     fixed = ["map", "dataset", "method", "budget", "pretrain", "seeds"]
@@ -139,7 +155,8 @@ def main_table(cells: list[Cell], seed: int = 0, n_boot: int = stats.N_BOOT) -> 
         per_metric = []
         for c in group_cells:
             n = len(c.runs)
-            cell_stats = [_mean_stat(c.values(key), better, dec, seed, n_boot, n)
+            cell_stats = [_unresolved(c, key) or _mean_stat(c.values(key), better, dec, seed,
+                                                            n_boot, n)
                           for key, _, better, dec in MAIN_METRICS]
             per_metric.append(cell_stats)
             rows.append([task.map, task.dataset, c.method, f"{task.budget:,}",
