@@ -143,7 +143,7 @@ def test_flipped_byte_in_hdf5_is_refused_by_run_and_flagged_by_verify(small, tmp
     code, _, err = bench(run_argv(small.dataset_id, runs), capsys)
     line = one_line(err)
     assert code == 1 and "fails its sha256 checksum" in line and "verify" in line
-    assert list(runs.rglob("metrics.jsonl")) == []  # no job trained on it
+    assert list(runs.rglob("seed_*")) == []  # found before any run folder was made
     code, out, err = bench(["datasets", "verify", "--all"], capsys)
     assert code == 1 and f"DAMAGED {small.dataset_id}" in out
 
@@ -153,6 +153,7 @@ def test_truncated_hdf5(small, tmp_path, capsys):
     data.write_bytes(data.read_bytes()[:1000])
     code, _, err = bench(run_argv(small.dataset_id, tmp_path / "runs"), capsys)
     assert code == 1 and "checksum" in one_line(err)
+    assert list((tmp_path / "runs").rglob("seed_*")) == []
     code, out, _ = bench(["datasets", "verify", small.dataset_id], capsys)
     assert code == 1 and "DAMAGED" in out
 
@@ -193,7 +194,7 @@ def test_nan_in_a_dataset(fresh_root, tmp_path, capsys, field):
     code, _, err = bench(run_argv(dataset_id, runs), capsys)
     line = one_line(err)
     assert code == 1 and "episode 3 has non-finite" in line
-    assert list(runs.rglob("metrics.jsonl")) == []
+    assert list(runs.rglob("seed_*")) == []
     code, out, _ = bench(["datasets", "verify", dataset_id], capsys)
     assert code == 1 and "non-finite" in out
 
@@ -335,3 +336,28 @@ def test_run_store_from_before_versioning_is_still_read(small, tmp_path, capsys)
     assert code == 0 and "already done, skipped" in out
     code, out, _ = bench(["runs", "list", "--runs-dir", str(runs)], capsys)
     assert code == 0 and "done" in out and "200/200" in out
+
+
+def test_an_unexpected_failure_is_one_line_naming_the_log_and_the_other_jobs_go_on(
+        small, tmp_path, capsys, monkeypatch):
+    """A bug inside one job (here: ovmse's online phase raises RuntimeError) ends that job as
+    one line naming its run folder's log, with the traceback in the log; ft-qmix still runs."""
+    from o2omarl.ovmse import Ovmse
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(Ovmse, "online", broken)
+    runs = tmp_path / "runs"
+    argv = run_argv(small.dataset_id, runs, "--workers", "1")
+    argv[1:2] = ["ovmse", "ft-qmix"]
+    code, out, err = bench(argv, capsys)
+    log = runs / "3m" / "random-v0" / "ovmse" / "seed_0" / "run.log"
+    said = [line for line in out.splitlines() if "failed unexpectedly" in line]
+    assert len(said) == 1 and "RuntimeError: boom" in said[0] and str(log) in said[0]
+    assert err.strip().splitlines()[-1].startswith("error: 1 of 2 jobs failed")
+    assert "Traceback" not in out + err and "Traceback" in log.read_text()
+    status = json.loads((log.parent / "status.json").read_text())
+    assert status["state"] == "failed"
+    done = json.loads((runs / "3m/random-v0/ft-qmix/seed_0/status.json").read_text())
+    assert done["state"] == "done" and code == 1

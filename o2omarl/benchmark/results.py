@@ -156,9 +156,12 @@ def marl_eval_summary(runs: list[RunRecord]) -> dict:
     return out
 
 
-def write_summaries(runs_dir: Path) -> tuple[Path, Path]:
-    """Rewrite runs/summary.json and runs/results.csv from the store (atomic renames)."""
+def write_summaries(runs_dir: Path) -> tuple[Path, Path] | None:
+    """Rewrite runs/summary.json and runs/results.csv from the store (atomic renames); None
+    where no job ever made the store (every job was refused before its run folder)."""
     runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return None
     runs = scan(runs_dir)
     summary, table = runs_dir / "summary.json", runs_dir / "results.csv"
     atomic.write_text(summary, json.dumps(marl_eval_summary(runs), indent=1, sort_keys=True))

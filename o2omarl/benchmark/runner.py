@@ -30,6 +30,7 @@ import socket
 import subprocess
 import threading
 import time
+import traceback
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -164,13 +165,23 @@ def _make_method(job: JobSpec):
     return cls(env_info(job.map_name, job.backend), job.config, job.seed, job.device)
 
 
+def _cache_key(method, job: JobSpec) -> dict:
+    """What determines pretrained weights: the dataset version, the settings, the seed."""
+    return {"dataset": job.dataset.dataset_id, "files": job.dataset.meta["files"],
+            "settings": method.cfg.pretrain_key(), "seed": job.seed}
+
+
+def _cache_folder(method, job: JobSpec, cache_dir: Path) -> Path:
+    digest = hashlib.sha256(json.dumps(_cache_key(method, job), sort_keys=True)
+                            .encode()).hexdigest()[:16]
+    return Path(cache_dir) / job.map_name / job.data_dir / digest / f"seed_{job.seed}"
+
+
 def _pretrained(method, job: JobSpec, cache_dir: Path, dataset, eval_env, say) -> None:
     """Load cached offline weights for (dataset version, settings, seed), or train on
     `dataset()` and cache them."""
-    key = {"dataset": job.dataset.dataset_id, "files": job.dataset.meta["files"],
-           "settings": method.cfg.pretrain_key(), "seed": job.seed}
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    folder = Path(cache_dir) / job.map_name / job.data_dir / digest / f"seed_{job.seed}"
+    key = _cache_key(method, job)
+    folder = _cache_folder(method, job, cache_dir)
     model = folder / "model.pt"
     # Waiting on the lock lets a second job needing the same weights reuse the first's work.
     with file_lock(folder.parent / f"seed_{job.seed}.lock", "pretraining cache", wait=True):
@@ -295,6 +306,14 @@ def run_job(job: JobSpec, runs_dir: Path, say=print, cache_dir: Path | None = No
         rows = read_jsonl(run_dir / "metrics.jsonl")
         return rows[-1] if rows else {}
     method = _make_method(job)
+    # The dataset is read only if something needs its episodes: with the pretrained weights
+    # cached, ft-qmix/ovm/se/ovmse jobs skip loading (and checksumming) it altogether. When it
+    # is needed, it is read before the run folder exists, so a damaged dataset leaves none.
+    dataset = functools.cache(lambda: datasets.load(job.dataset, method.info))
+    if job.dataset is not None and not run_dir.exists() and (method.uses_offline_data or (
+            method.uses_offline_init and not _cache_folder(method, job, cache_dir).joinpath(
+                "model.pt").exists())):
+        dataset()
     run_dir.mkdir(parents=True, exist_ok=True)
     stop = stop or StopFlag()
     with file_lock(run_dir / ".lock", f"run directory {run_dir}", wait=False), stop.installed():
@@ -309,12 +328,18 @@ def run_job(job: JobSpec, runs_dir: Path, say=print, cache_dir: Path | None = No
                                  socket.gethostname()})
         try:
             training, complete = _execute(method, job, cache_dir, run_dir, log, resume, stop,
-                                          on_eval)
+                                          dataset, on_eval)
         except BaseException as e:
             state = "stopped" if isinstance(e, KeyboardInterrupt) else "failed"
             write_json(status_path, {"state": state, "error": str(e) or type(e).__name__})
-            log(f"{state}: {str(e) or type(e).__name__}")
-            raise
+            if isinstance(e, (BenchError, KeyboardInterrupt)):
+                log(f"{state}: {str(e) or type(e).__name__}")
+                raise
+            # A bug or an environment failure: the traceback goes to the log, one line out.
+            log.file_only("".join(traceback.format_exception(e)))
+            raise BenchError(f"{job.name} seed {job.seed} failed unexpectedly "
+                             f"({type(e).__name__}: {e}); the traceback is in "
+                             f"{run_dir / 'run.log'}") from None
         if not complete:
             write_json(status_path, {"state": "stopped", "env_step": training.env_step})
             raise Interrupted(f"stopped {job.name} seed {job.seed} at env step "
@@ -342,6 +367,9 @@ class _RunLog:
 
     def __call__(self, msg: str) -> None:
         self.say(msg)
+        self.file_only(msg)
+
+    def file_only(self, msg: str) -> None:
         with open(self.path, "a") as f:
             f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {msg}\n")
 
@@ -372,14 +400,11 @@ def _load_resume(run_dir: Path, job: JobSpec, say) -> dict | None:
 
 
 def _execute(method, job: JobSpec, cache_dir: Path, run_dir: Path, say, resume,
-             stop: StopFlag, on_eval=None):
+             stop: StopFlag, dataset, on_eval=None):
     """Pretrain (or load the cache), then fine-tune; returns the `OnlineTraining` and whether
     the job is complete (budget spent, or `on_eval` ended it); if not, it was stopped and
     checkpointed where it stopped."""
     eval_env = make_env(job.map_name, method.cfg.eval_episodes, job.backend)
-    # The dataset is read only if something needs its episodes: with the pretrained weights
-    # cached, ft-qmix/ovm/se/ovmse jobs skip loading (and checksumming) it altogether.
-    dataset = functools.cache(lambda: datasets.load(job.dataset, method.info))
     if method.uses_offline_init:
         _pretrained(method, job, cache_dir, dataset, eval_env, say)
     env = make_env(job.map_name, method.cfg.num_envs, job.backend)
