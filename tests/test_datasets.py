@@ -466,3 +466,22 @@ def test_load_takes_what_bench_run_dataset_takes(heuristic_3m):
         np.testing.assert_array_equal(arrays.reward, by_record.reward)
     with pytest.raises(UsageError, match="bare tier"):
         datasets.load("heuristic")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_during_collection_stops_it_with_nothing_written(fresh_root, sig):
+    """The signal is honoured between steps wherever it lands (a KeyboardInterrupt raised in
+    XLA's garbage-collection callback used to be swallowed, and collection carried on)."""
+    env = dict(os.environ, MINARI_DATASETS_PATH=str(fresh_root), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(bench_cmd() + ["collect", "--map", MAP, "--behaviour", "heuristic",
+                                           "--episodes", "20000"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:  # wait until the rollout is under way
+        if "episodes |" in line:
+            break
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-500:]
+    assert "interrupted: collection of smax/3m/heuristic stopped after" in err
+    assert "nothing was written" in err and "Traceback" not in err
+    assert store.list_ids() == []

@@ -5,13 +5,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from o2omarl import interrupts
 from o2omarl.datasets import store
 from o2omarl.datasets.collect import Episode, Rollout
 from o2omarl.datasets.loader import EpisodeArrays, check_fits, load, verify
 from o2omarl.datasets.policies import BUILTIN_BEHAVIOURS, EpsilonMix, Policy, make_builtin
 from o2omarl.datasets.store import DatasetRecord, resolve
 from o2omarl.envs import DEFAULT_BACKEND, env_info, make_env
-from o2omarl.errors import UsageError, one_of, positive
+from o2omarl.errors import Interrupted, UsageError, one_of, positive
 from o2omarl.progress import Progress
 
 DEFAULT_NUM_ENVS = 32
@@ -81,7 +82,13 @@ def collect(
                 bar.update(len(wins), f"win rate {sum(wins) / len(wins):.2f}",
                            rate=rollout.steady_rate())
 
-        eps = rollout.collect(episodes, on_episode)
+        try:
+            with interrupts.deferred() as interrupt:  # Ctrl-C is honoured between steps
+                eps = rollout.collect(episodes, on_episode, interrupt)
+        except KeyboardInterrupt:
+            raise Interrupted(f"collection of {backend}/{map_name}/{tier} stopped after "
+                              f"{len(wins)} of {episodes} episodes; nothing was written; the "
+                              "same command starts it again") from None
         elapsed = time.monotonic() - start
         if show_progress:
             bar.close()

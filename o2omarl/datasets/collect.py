@@ -147,17 +147,20 @@ class Rollout:
             **{k: v[i, :T].copy() for k, v in self._scalars.items()},
         )
 
-    def collect(self, episodes: int, on_episode=None) -> list[Episode]:
+    def collect(self, episodes: int, on_episode=None, interrupt=None) -> list[Episode]:
         """Exactly `episodes` whole episodes, without favouring short ones.
 
         Only episodes started while fewer than `episodes` have been started are kept, so every
         kept episode ran to its natural end and the sample is not biased towards quick battles.
+        `interrupt` (an `o2omarl.interrupts.Deferred`) is checked between steps.
         """
         started = min(episodes, self.n)
         wanted = np.zeros(self.n, bool)
         wanted[:started] = True
         kept: list[Episode] = []
         while wanted.any():
+            if interrupt is not None:
+                interrupt.check()
             for i, ep in self.step():
                 if wanted[i]:
                     kept.append(ep)
