@@ -183,9 +183,6 @@ def run(methods, map_name, dataset, seed, seeds, seed_offset, steps, pretrain_st
         raise UsageError("give --seed or --seeds, not both")
     if seeds is not None:
         positive("--seeds", seeds)
-    for name, value in (("--seed", seed), ("--seed-offset", seed_offset)):
-        if value is not None and value < 0:
-            raise UsageError(f"{name} must be a non-negative integer, got {value}")
     seed_list = [seed] if seed is not None else list(range(seed_offset,
                                                            seed_offset + (seeds or 1)))
     rows = run_all(list(methods), map_name, dataset, seed_list, steps, pretrain_steps,

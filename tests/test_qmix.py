@@ -558,8 +558,8 @@ def test_bench_run_rejects_bad_settings_before_any_job(heuristic_3m, tmp_path, c
 
 
 @pytest.mark.parametrize("extra, named", [
-    (["--seed", "-3"], "--seed must be a non-negative integer, got -3"),
-    (["--seeds", "1", "--seed-offset", "-5"], "--seed-offset must be a non-negative integer"),
+    (["--seed", "-3"], "seed -3 is negative; --seed and --seed-offset accept integers >= 0"),
+    (["--seeds", "2", "--seed-offset", "-1"], "seed -1 is negative"),
 ])
 def test_bench_run_rejects_negative_seeds_before_any_job(heuristic_3m, tmp_path, capsys, extra,
                                                         named):

@@ -124,6 +124,9 @@ def plan(methods: list[str], map_name: str | None, dataset: str | None, seeds: l
     positive("--pretrain-steps", pretrain_steps)
     if not seeds:
         raise UsageError("--seeds must be a positive integer")
+    if min(seeds) < 0:
+        raise UsageError(f"seed {min(seeds)} is negative; --seed and --seed-offset accept "
+                         "integers >= 0")
     known = set().union(*({f.name for f in fields(c.Config)} for c in classes))
     unknown = sorted(set(overrides or {}) - known)
     if unknown:
