@@ -20,6 +20,7 @@ checkpoint.pt and continues exactly as if it had never stopped.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import json
@@ -335,7 +336,8 @@ def run_job(job: JobSpec, runs_dir: Path, say=print, cache_dir: Path | None = No
         except BaseException as e:
             state = "stopped" if isinstance(e, KeyboardInterrupt) else "failed"
             write_json(status_path, {"state": state, "error": str(e) or type(e).__name__})
-            if isinstance(e, (BenchError, KeyboardInterrupt)):
+            full_disk = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+            if isinstance(e, (BenchError, KeyboardInterrupt)) or full_disk:  # said as they are
                 log(f"{state}: {str(e) or type(e).__name__}")
                 raise
             # A bug or an environment failure: the traceback goes to the log, one line out.
