@@ -536,7 +536,7 @@ def test_bench_run_missing_dataset_names_the_collect_command(fresh_root, tmp_pat
     ("se_mode=sideways", "decentralized"),
     ("nope=1", "nope"),  # a key no requested method has
     # out of range: counts, intervals, probabilities, the discount
-    ("eval_interval=0", "eval_interval=0 is not accepted; accepted: a number > 0"),
+    ("eval_interval=-1", "eval_interval=-1 is not accepted; accepted: a number >= 0"),
     ("num_envs=0", "num_envs"), ("batch_size=0", "batch_size"), ("lr=-0.1", "lr"),
     ("eps_start=2", "eps_start=2.0 is not accepted; accepted: a number in [0, 1]"),
     ("gamma=1.5", "gamma=1.5 is not accepted; accepted: a number in (0, 1]"),
