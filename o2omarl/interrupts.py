@@ -33,16 +33,23 @@ class Deferred:
 
 
 @contextlib.contextmanager
-def deferred():
-    """Within: SIGINT/SIGTERM set the flag of the yielded `Deferred` (outside the main thread,
-    where signals never arrive, it is never set)."""
-    flag = Deferred()
+def handling(handler):
+    """Within: `handler(signum, frame)` receives SIGINT and SIGTERM. Outside the main thread
+    (e.g. a Ray task), where signals never arrive, nothing is installed."""
     if threading.current_thread() is not threading.main_thread():
-        yield flag
+        yield
         return
-    old = {s: signal.signal(s, flag._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield flag
+        yield
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def deferred():
+    """Within: SIGINT/SIGTERM set the flag of the yielded `Deferred`."""
+    flag = Deferred()
+    with handling(flag._handle):
+        yield flag

@@ -26,16 +26,14 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
-import threading
 import time
 import traceback
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from o2omarl import atomic, datasets
+from o2omarl import atomic, datasets, interrupts
 from o2omarl.atomic import write_json
 from o2omarl.benchmark import registry
 from o2omarl.benchmark.results import STORE_VERSION, read_jsonl
@@ -226,15 +224,8 @@ class StopFlag:
 
     @contextlib.contextmanager
     def installed(self):
-        if threading.current_thread() is not threading.main_thread():
-            yield self  # signals only reach the main thread (e.g. inside a Ray task)
-            return
-        old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
+        with interrupts.handling(self._handle):
             yield self
-        finally:
-            for s, h in old.items():
-                signal.signal(s, h)
 
 
 def fingerprint(job_config: dict) -> dict:
