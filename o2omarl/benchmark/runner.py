@@ -179,6 +179,15 @@ def _cache_folder(method, job: JobSpec, cache_dir: Path) -> Path:
     return Path(cache_dir) / job.map_name / job.data_dir / digest / f"seed_{job.seed}"
 
 
+def _reads_dataset(method, job: JobSpec, cache_dir: Path) -> bool:
+    """Whether the job needs the dataset's episodes: to mix them online, or to pretrain on
+    them because no cached weights exist yet."""
+    if job.dataset is None:
+        return False
+    uncached = not (_cache_folder(method, job, cache_dir) / "model.pt").exists()
+    return method.uses_offline_data or (method.uses_offline_init and uncached)
+
+
 def _pretrained(method, job: JobSpec, cache_dir: Path, dataset, eval_env, say) -> None:
     """Load cached offline weights for (dataset version, settings, seed), or train on
     `dataset()` and cache them."""
@@ -305,9 +314,7 @@ def run_job(job: JobSpec, runs_dir: Path, say=print, cache_dir: Path | None = No
     # cached, ft-qmix/ovm/se/ovmse jobs skip loading (and checksumming) it altogether. When it
     # is needed, it is read before the run folder exists, so a damaged dataset leaves none.
     dataset = functools.cache(lambda: datasets.load(job.dataset, method.info))
-    if job.dataset is not None and not run_dir.exists() and (method.uses_offline_data or (
-            method.uses_offline_init and not _cache_folder(method, job, cache_dir).joinpath(
-                "model.pt").exists())):
+    if not run_dir.exists() and _reads_dataset(method, job, cache_dir):
         dataset()
     run_dir.mkdir(parents=True, exist_ok=True)
     stop = stop or StopFlag()

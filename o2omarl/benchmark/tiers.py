@@ -21,8 +21,7 @@ from o2omarl.baselines import Qmix
 from o2omarl.atomic import write_json
 from o2omarl.benchmark.results import read_jsonl
 from o2omarl.benchmark.runner import JobSpec, JsonLines, run_job
-from o2omarl.datasets import store
-from o2omarl.datasets import Rollout
+from o2omarl.datasets import Rollout, store
 from o2omarl.envs import DEFAULT_BACKEND, MAX_RETURN, env_info, make_env
 from o2omarl.errors import UsageError, one_of, positive
 from o2omarl.qmix import QmixO2O, load_checkpoint

@@ -80,8 +80,8 @@ def _small_pages():
 
 # Why data of an older state format cannot be mixed with the current one, by new format.
 STATE_FORMAT_CHANGES = {
-    3: " (every world-state feature in [0, 1]; format 2 left SMAX's raw weapon cooldown, down "
-       "to -32, which made QMIX's mixer diverge)",
+    3: " (every world-state feature in [0, 1]; format 2 left SMAX's raw weapon cooldown, which "
+       "falls without a floor while a unit holds fire and made QMIX's mixer diverge)",
 }
 
 

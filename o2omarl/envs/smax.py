@@ -22,7 +22,7 @@ BACKEND = "smax"
 SMAX_MAX_RETURN = 2.0
 REWARD_SCALE = MAX_RETURN / SMAX_MAX_RETURN
 # 3: every world-state feature in [0, 1] (`_world_state`). 2 left SMAX's raw weapon cooldowns
-# in (magnitudes up to 32 under exploratory play: they count down while a unit holds fire),
+# in (they count down without a floor while a unit holds fire: -50 under random play on 2s3z),
 # which blew up QMIX's hypernetworks on 2s3z; 1 was SMAX's raw state (map units, type ids).
 STATE_FORMAT = 3
 
@@ -110,7 +110,7 @@ def _world_state(env, inner):
     health / the type's maximum, positions / the map size, the cooldown / the type's cooldown
     clipped to [0, 1], and types / the largest type. SMAX's `get_world_state` leaves positions,
     types and the cooldown raw; the cooldown keeps counting down while a unit holds fire, so under
-    exploratory play it reached -32 and made QMIX's mixer diverge (docs/results/learning.md).
+    random play it reached -50 and made QMIX's mixer diverge (docs/results/learning.md).
     Dead units are all zeros, as in SMAX.
     """
     jnp = _jaxmarl()["jax"].numpy

@@ -65,9 +65,9 @@ class QmixConfig(LearnerConfig, OnlineConfig):
     # Numeric fields' ranges (subclasses add theirs); every field of a built config is checked.
     RANGES: ClassVar[dict] = {
         **dict.fromkeys(("hidden", "mixer_embed", "hypernet_hidden", "target_update_interval",
-                         "num_envs", "batch_size", "buffer_episodes", "eval_episodes", "eps_anneal_steps", "pretrain_steps",
-                         "pretrain_batch_size", "lr", "grad_clip", "updates_per_episode"),
-                        POSITIVE),
+                         "num_envs", "batch_size", "buffer_episodes", "eval_episodes",
+                         "eps_anneal_steps", "pretrain_steps", "pretrain_batch_size", "lr",
+                         "grad_clip", "updates_per_episode"), POSITIVE),
         **dict.fromkeys(("eval_interval", "pretrain_eval_interval", "cql_alpha"), NON_NEGATIVE),
         **dict.fromkeys(("td_lambda", "eps_start", "eps_end"), PROBABILITY),
         "gamma": DISCOUNT,

@@ -1,8 +1,9 @@
 """The one online training loop, and the offline pretraining loop.
 
 Online: vectorized collection -> replay buffer -> updates (a configurable number per collected
-episode; run here or in a learner process, on the schedule of `updates.py`) -> greedy evaluation every `eval_interval` env steps and at step 0, one metrics row per
-evaluation. Methods differ only by the parts they pass in (`Parts`, and the learner's target
+episode; run here or in a learner process, on the schedule of `updates.py`) -> greedy
+evaluation every `eval_interval` env steps (default: scaled to the budget) and at step 0, one
+metrics row per evaluation. Methods differ only by the parts they pass in (`Parts`, and the learner's target
 rule and loss terms); there is no second copy of this loop.
 """
 
