@@ -8,6 +8,8 @@ datasets and real (tiny) torch networks.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -22,6 +24,7 @@ from o2omarl.qmix import (
     Actor,
     Batch,
     ConservativeLoss,
+    CounterfactualConservativeLoss,
     Diverged,
     EpisodeStore,
     Learner,
@@ -32,6 +35,7 @@ from o2omarl.qmix import (
 )
 from o2omarl.qmix.networks import RNNAgent, agent_input_dim, build_inputs
 from o2omarl.ovmse import Ovmse
+from o2omarl.qmix.conservative import agent_weights
 from o2omarl.qmix.learner import discounted_return_to_go
 from o2omarl.qmix.train import OnlineTraining, _Divergence
 
@@ -255,22 +259,111 @@ def _action_gap(learner: Learner, batch: Batch) -> float:
     return gap[valid].mean().item()
 
 
-def test_conservative_term_pushes_absent_actions_below_data_actions(data3m, info3m):
+# Measured after 200 updates, alpha 5 vs 0: per-agent CQL gap ~2.2 vs ~-0.06; CFCQL ~1.15 vs
+# ~0.31 (its penalty is on Q_tot, shared among the agents, so each agent's gap moves less).
+@pytest.mark.parametrize("term, metric, lift", [
+    (ConservativeLoss, "cql_gap", 1.0),
+    (lambda alpha: CounterfactualConservativeLoss(alpha, temperature=0.5), "cfcql_gap", 0.5),
+], ids=["cql", "cfcql"])
+def test_conservative_term_pushes_absent_actions_below_data_actions(data3m, info3m, term,
+                                                                    metric, lift):
     batch = EpisodeStore.from_arrays(data3m, info3m).batch(np.arange(16))
     gaps = {}
     for alpha in (0.0, 5.0):
         torch.manual_seed(0)
-        learner = Learner(info3m, LearnerConfig(**TINY), extra_losses=(ConservativeLoss(alpha),))
+        learner = Learner(info3m, LearnerConfig(**TINY), extra_losses=(term(alpha),))
         before = _action_gap(learner, batch)
         for _ in range(200):
             m = learner.update(batch)
-        assert np.isfinite(m["loss"]) and "cql_gap" in m
+        assert np.isfinite(m["loss"]) and metric in m
         gaps[alpha] = _action_gap(learner, batch)
     # Same seed, same batch: identical start, so the difference is the conservative term's.
-    # Measured after 200 updates: gap ~2.2 with alpha=5, ~-0.06 with alpha=0.
     assert abs(before) < 0.5
-    assert gaps[5.0] > gaps[0.0] + 1.0, gaps
-    assert gaps[5.0] > 1.0, gaps
+    assert gaps[5.0] > gaps[0.0] + lift, gaps
+    assert gaps[5.0] > lift, gaps
+
+
+# -- CFCQL: the counterfactual conservative term on Q_tot ---------------------------------------
+def test_cfcql_penalty_by_hand(monkeypatch):
+    """VDN (Q_tot = q_0 + q_1), equal weights: agent i's deviation term is
+    logsumexp_a q_i(a) + q_other(data) - Q_tot(data) = logsumexp_a q_i(a) - q_i(data)."""
+    learner = Learner(HAND_INFO, LearnerConfig(hidden=8, mixer="vdn"))
+    avail = torch.ones(1, 3, 2, 3, dtype=torch.bool)
+    avail[0, 0, 1, 2] = False  # agent 1 cannot take action 2 at t=0
+    batch = hand_batch(filled=(1, 0), avail=avail)
+    batch.actions[0, 0] = torch.tensor([0, 1])
+    q_all = torch.zeros(1, 3, 2, 3)
+    q_all[0, 0, 0] = torch.tensor([1.0, 2.0, 3.0])
+    q_all[0, 0, 1] = torch.tensor([0.0, 0.0, 50.0])  # 50: unavailable, must not count
+    q_all[0, 1] = 99.0  # a padded step (filled = 0): must not count either
+    loss, m = CounterfactualConservativeLoss(alpha=2.0, temperature=0.0)(
+        learner, batch, q_all, None)
+    agent0 = math.log(math.exp(1) + math.exp(2) + math.exp(3)) - 1.0  # 2.4076
+    agent1 = math.log(2.0) - 0.0  # two available actions of value 0
+    assert m["cfcql_gap"] == pytest.approx((agent0 + agent1) / 2, abs=1e-5)
+    assert loss.item() == pytest.approx(2.0 * (agent0 + agent1) / 2, abs=1e-5)
+
+
+def test_cfcql_weights_favour_the_agent_whose_values_stray_from_the_data():
+    """Agent 0's softmax over its counterfactual Q_tot equals beta (KL 0); agent 1's is uniform
+    where beta is sure: KL = -log 2 - 0.5 log(0.9 * 0.1) = 0.51; lambda = softmax(t * KL)."""
+    q_dev = torch.tensor([[[[math.log(0.9), math.log(0.1)], [0.0, 0.0]]]])
+    log_beta = torch.tensor([[[[math.log(0.9), math.log(0.1)], [math.log(0.9), math.log(0.1)]]]])
+    avail = torch.ones(1, 1, 2, 2, dtype=torch.bool)
+    kl1 = -math.log(2) - 0.5 * math.log(0.9 * 0.1)
+    for temperature in (0.5, 2.0):
+        w = agent_weights(q_dev, log_beta, avail, temperature)[0, 0]
+        expect = torch.softmax(torch.tensor([0.0, temperature * kl1]), 0)
+        assert torch.allclose(w, expect, atol=1e-6) and w[1] > w[0]
+
+
+def _cfcql_reference(learner, batch, q_all):
+    """The authors' loop (thu-rllab/CFCQL, cq_learner.py): for each agent and action, mix the
+    data's joint action with that one agent's action replaced. -> (Q_tot table (B, T, n, A)
+    with unavailable actions at -1e10, Q_tot of the data (B, T))."""
+    T = batch.reward.shape[1]
+    q, avail = q_all[:, :T], batch.avail[:, :T]
+    data_q = q.gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
+    table = []
+    for i in range(q.shape[2]):
+        per_action = []
+        for a in range(q.shape[3]):
+            qs = data_q.clone()
+            qs[:, :, i] = q[:, :, i, a]
+            q_tot = learner.mixer(qs, batch.state[:, :T])
+            per_action.append(q_tot.masked_fill(~avail[:, :, i, a], -1e10))
+        table.append(torch.stack(per_action, -1))
+    return torch.stack(table, 2), learner.mixer(data_q, batch.state[:, :T])
+
+
+def test_cfcql_matches_the_authors_loop_on_a_qmix_batch(data3m, info3m):
+    """Real QMIX mixer, real 3m episodes: the vectorised term (every deviation mixed in one
+    call) equals the reference loop, with equal and with fitted weights, gradients included."""
+    batch = EpisodeStore.from_arrays(data3m, info3m).batch(np.arange(6))
+    T, n = batch.reward.shape[1], info3m.n_agents
+    avail, mask = batch.avail[:, :T], batch.filled
+    torch.manual_seed(0)
+    learner = Learner(info3m, LearnerConfig(**TINY))
+    q_all = learner.q_values(learner.agent, batch)
+    table, q_data = _cfcql_reference(learner, batch, q_all)
+    for temperature in (0.0, 5.0):
+        term = CounterfactualConservativeLoss(alpha=1.0, temperature=temperature)
+        weights = torch.full((n,), 1.0 / n)
+        if temperature:
+            term(learner, batch, q_all, None)  # builds beta and fits it one step
+            with torch.no_grad():  # the beta the next call sees, before its own step
+                logits = term.behaviour.unroll(batch.agent_inputs, batch.lengths)[:, :T]
+                log_beta = torch.log_softmax(logits.masked_fill(~avail, -1e10), -1)
+            weights = agent_weights(table.detach(), log_beta, avail, temperature)
+            assert torch.allclose(weights.sum(-1), torch.ones(()), atol=1e-5)
+        loss, m = term(learner, batch, q_all, None)
+        ref = (((torch.logsumexp(table, -1) * weights).sum(-1) - q_data) * mask).sum() / mask.sum()
+        assert loss.item() == pytest.approx(ref.item(), rel=1e-5)
+        assert m["cfcql_gap"] > 0  # the data's own action is among each agent's deviations
+        w = learner.mixer.hyper_w1[0].weight
+        g = torch.autograd.grad(loss, w, retain_graph=True)[0]
+        g_ref = torch.autograd.grad(ref, w, retain_graph=True)[0]
+        assert torch.allclose(g, g_ref, atol=1e-5)
 
 
 def test_side_threads_change_no_number(data3m, info3m):
@@ -358,6 +451,15 @@ def test_pretraining_is_cached_and_reused_by_another_method(heuristic_3m, tmp_pa
     assert r_ft["env_step"] == r_cql["env_step"] == 0
     for key in ("test_win_rate", "test_return", "test_length"):
         assert r_ft[key] == r_cql[key], key
+
+    # Another offline loss is other pretrained weights: a second cache entry, trained with it.
+    monkeypatch.undo()
+    run_all(["ft-qmix"], "3m", heuristic_3m.dataset_id, [0], steps=400, pretrain_steps=40,
+            runs_dir=tmp_path / "cf", overrides={**over, "offline_loss": "cfcql"}, say=print)
+    (cf_cache,) = (tmp_path / "cf" / ".pretrained" / "3m" / "heuristic-v0").glob("*/seed_0")
+    assert cf_cache.parent.name != cache.parent.name
+    (row,) = read_jsonl(cf_cache / "pretrain.jsonl")
+    assert row["cfcql_gap"] > 0 and "cql_gap" not in row
 
 
 def test_hybrid_batches_hold_the_offline_fraction(data3m, info3m, env4, env32, monkeypatch):
@@ -542,6 +644,9 @@ def test_bench_run_missing_dataset_names_the_collect_command(fresh_root, tmp_pat
     ("gamma=1.5", "gamma=1.5 is not accepted; accepted: a number in (0, 1]"),
     ("gamma=0", "gamma"), ("td_lambda=-0.1", "td_lambda"), ("lambda_0=1.5", "lambda_0"),
     ("memory_horizon=-1", "memory_horizon"),
+    ("offline_loss=bcq", "offline_loss='bcq' is not accepted; accepted: cql, cfcql"),
+    ("cfcql_alpha=-1", "cfcql_alpha=-1.0 is not accepted; accepted: a number >= 0"),
+    ("cfcql_temperature=-0.5", "cfcql_temperature=-0.5 is not accepted"),
 ])
 def test_bench_run_rejects_bad_settings_before_any_job(heuristic_3m, tmp_path, capsys, setting,
                                                        named):

@@ -212,11 +212,11 @@ def measure_offline(info: EnvInfo, data, cfg: PerfConfig, batch_size: int = 32) 
     """Offline pretraining updates/s (TD + conservative term, `batch_size` episodes)."""
     from o2omarl.qmix import QmixConfig
     from o2omarl.qmix.buffer import EpisodeStore
-    from o2omarl.qmix.learner import ConservativeLoss, Learner
+    from o2omarl.qmix.learner import Learner
     from o2omarl.qmix.train import PretrainConfig, pretrain
 
     qcfg = QmixConfig()
-    learner = Learner(info, qcfg, cfg.device, extra_losses=(ConservativeLoss(qcfg.cql_alpha),))
+    learner = Learner(info, qcfg, cfg.device, extra_losses=(qcfg.offline_loss_term(),))
     store = EpisodeStore.from_arrays(data, info)
     pcfg = PretrainConfig(steps=3, batch_size=batch_size, eval_interval=0)
     with quiet_progress():

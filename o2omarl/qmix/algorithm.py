@@ -21,7 +21,8 @@ from o2omarl.envs.base import EnvInfo, VecEnv
 from o2omarl.errors import BenchError, UsageError
 from o2omarl.qmix.acting import Actor, Schedule, epsilon_greedy
 from o2omarl.qmix.buffer import EpisodeStore
-from o2omarl.qmix.learner import ConservativeLoss, Learner, LearnerConfig
+from o2omarl.qmix.conservative import OFFLINE_LOSSES, offline_loss
+from o2omarl.qmix.learner import Learner, LearnerConfig
 from o2omarl.qmix.train import (Log, OnlineConfig, OnlineTraining, Parts, PretrainConfig,
                                 pretrain)
 
@@ -43,32 +44,48 @@ class QmixConfig(LearnerConfig, OnlineConfig):
     eps_anneal_steps: int = 50_000  # env steps of linear epsilon annealing
     pretrain_steps: int = 5000  # offline updates (when init == "offline" or data is used)
     pretrain_batch_size: int = 32  # episodes per offline update
-    cql_alpha: float = 5.0  # conservative term weight during offline pretraining (see README)
+    # The conservative term of offline pretraining (README, "Offline pretraining"): cql (per
+    # agent, weight cql_alpha) or cfcql (counterfactual on Q_tot, weight cfcql_alpha; agents
+    # weighted by a softmax at cfcql_temperature, 0: equally). CFCQL's defaults are its authors'
+    # most common SMAC setting (alpha 50, temperature 0.5).
+    offline_loss: str = "cql"
+    cql_alpha: float = 5.0
+    cfcql_alpha: float = 50.0
+    cfcql_temperature: float = 0.5
     pretrain_eval_interval: int = 1000  # offline updates between evaluations
 
     def pretrain_config(self) -> PretrainConfig:
         return PretrainConfig(steps=self.pretrain_steps, batch_size=self.pretrain_batch_size,
-                              cql_alpha=self.cql_alpha, eval_interval=self.pretrain_eval_interval,
+                              eval_interval=self.pretrain_eval_interval,
                               eval_episodes=self.eval_episodes)
 
+    def offline_loss_term(self):
+        return offline_loss(self.offline_loss, self.cql_alpha, self.cfcql_alpha,
+                            self.cfcql_temperature)
+
     def pretrain_key(self) -> dict:
-        """The settings that determine pretrained weights (the cache key, with dataset + seed)."""
+        """The settings that determine pretrained weights (the cache key, with dataset + seed).
+        Only the chosen loss's weights: caches made before cfcql existed keep their keys."""
         names = {f.name for f in fields(LearnerConfig)} | {
-            "pretrain_steps", "pretrain_batch_size", "cql_alpha"}
+            "pretrain_steps", "pretrain_batch_size"}
+        names |= ({"cql_alpha"} if self.offline_loss == "cql" else
+                  {"offline_loss", "cfcql_alpha", "cfcql_temperature"})
         return {k: v for k, v in asdict(self).items() if k in names}
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     # Fields restricted to a set of values (subclasses add theirs).
-    CHOICES: ClassVar[dict] = {"init": ("offline", "random"), "mixer": ("qmix", "vdn")}
+    CHOICES: ClassVar[dict] = {"init": ("offline", "random"), "mixer": ("qmix", "vdn"),
+                               "offline_loss": OFFLINE_LOSSES}
     # Numeric fields' ranges (subclasses add theirs); every field of a built config is checked.
     RANGES: ClassVar[dict] = {
         **dict.fromkeys(("hidden", "mixer_embed", "hypernet_hidden", "target_update_interval",
                          "num_envs", "batch_size", "buffer_episodes", "eval_episodes",
                          "eps_anneal_steps", "pretrain_steps", "pretrain_batch_size", "lr",
                          "grad_clip", "updates_per_episode"), POSITIVE),
-        **dict.fromkeys(("eval_interval", "pretrain_eval_interval", "cql_alpha"), NON_NEGATIVE),
+        **dict.fromkeys(("eval_interval", "pretrain_eval_interval", "cql_alpha", "cfcql_alpha",
+                         "cfcql_temperature"), NON_NEGATIVE),
         **dict.fromkeys(("td_lambda", "eps_start", "eps_end"), PROBABILITY),
         "gamma": DISCOUNT,
     }
@@ -152,7 +169,7 @@ class QmixO2O:
     def pretrain(self, data: EpisodeArrays, log: Log, eval_env: VecEnv | None = None) -> dict:
         """Offline QMIX + conservative term on `data`; leaves the weights in this method."""
         offline = Learner(self.info, self.cfg, self.device,
-                          extra_losses=(ConservativeLoss(self.cfg.cql_alpha),))
+                          extra_losses=(self.cfg.offline_loss_term(),))
         row = pretrain(offline, EpisodeStore.from_arrays(data, self.info),
                        self.cfg.pretrain_config(), self.seed, log, eval_env)
         self.load_pretrained(offline.state_dict())

@@ -76,11 +76,12 @@ def masked_logsumexp(q: torch.Tensor, avail: torch.Tensor) -> torch.Tensor:
 
 def mix_filled(mixer: torch.nn.Module, qs: torch.Tensor, state: torch.Tensor,
                filled: torch.Tensor) -> torch.Tensor:
-    """mixer(qs (B, T, n), state (B, T, s)) -> (B, T), computed on filled steps only and 0 on
-    padding (about a quarter of a replay batch, masked out of every loss anyway)."""
+    """mixer(qs (B, T, n) or (B, T, K, n), state (B, T, s)) -> (B, T) or (B, T, K), computed on
+    filled steps only and 0 on padding (about a quarter of a replay batch, masked out of every
+    loss anyway). K: several joint actions mixed under each step's state."""
     keep = filled.bool()
     q = mixer(qs[keep].unsqueeze(0), state[keep].unsqueeze(0)).squeeze(0)
-    return qs.new_zeros(filled.shape).masked_scatter(keep, q)
+    return qs.new_zeros(qs.shape[:-1]).index_put((keep,), q)
 
 
 @lru_cache(maxsize=None)
@@ -230,25 +231,3 @@ def discounted_return_to_go(reward: torch.Tensor, gamma: float) -> torch.Tensor:
     powers = gamma ** torch.arange(T, dtype=torch.float64, device=reward.device)
     g = (reward.double() * powers).flip(1).cumsum(1).flip(1) / powers
     return g.to(reward.dtype)
-
-
-class ConservativeLoss:
-    """alpha * sum_i E[logsumexp_{a avail} Q_i(tau_i, a) - Q_i(tau_i, a_i^data)] (CQL for QMIX).
-
-    Pushes down every available action's value relative to the action in the data, so the
-    greedy policy stays on the data's support. Averaged over filled steps, summed over agents.
-    """
-
-    def __init__(self, alpha: float, offline_only: bool = False):
-        self.alpha, self.offline_only = alpha, offline_only
-
-    def __call__(self, learner: Learner, batch: Batch, q_all: torch.Tensor, ctx) -> tuple:
-        T = batch.reward.shape[1]
-        q = q_all[:, :T]
-        lse = masked_logsumexp(q, batch.avail[:, :T])
-        data_q = q.gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
-        mask = batch.filled
-        if self.offline_only:
-            mask = mask * batch.offline.unsqueeze(1).float()
-        gap = ((lse - data_q).sum(-1) * mask).sum() / mask.sum().clamp(min=1)
-        return self.alpha * gap, {"cql_gap": gap.item()}

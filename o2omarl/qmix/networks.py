@@ -88,15 +88,18 @@ class QMixer(nn.Module):
         self.hyper_b2 = nn.Sequential(nn.Linear(state_dim, embed), nn.ReLU(), nn.Linear(embed, 1))
 
     def forward(self, qs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        """qs (B, T, n_agents), state (B, T, state_dim) -> Q_tot (B, T)."""
-        B, T, n = qs.shape
+        """qs (B, T, n_agents), state (B, T, state_dim) -> Q_tot (B, T); or qs (B, T, K,
+        n_agents) -> (B, T, K): K joint actions per step, mixed with that step's weights (the
+        hypernetworks run once per state, not K times)."""
+        B, T = state.shape[:2]
+        n = qs.shape[-1]
         s = state.reshape(B * T, -1)
         w1 = self.hyper_w1(s).abs().view(B * T, n, self.embed)  # abs: monotone in every Q_i
         b1 = self.hyper_b1(s).view(B * T, 1, self.embed)
-        hidden = F.elu(torch.bmm(qs.reshape(B * T, 1, n), w1) + b1)
+        hidden = F.elu(torch.bmm(qs.reshape(B * T, -1, n), w1) + b1)
         w2 = self.hyper_w2(s).abs().view(B * T, self.embed, 1)
         b2 = self.hyper_b2(s).view(B * T, 1, 1)
-        return (torch.bmm(hidden, w2) + b2).view(B, T)
+        return (torch.bmm(hidden, w2) + b2).view(qs.shape[:-1])
 
 
 class VDNMixer(nn.Module):

@@ -298,7 +298,6 @@ class OnlineTraining:
 class PretrainConfig:
     steps: int = 5000  # offline updates
     batch_size: int = 32  # episodes per update
-    cql_alpha: float = 5.0  # weight of the conservative term
     eval_interval: int = 1000  # updates between evaluations in the env (0: only at the end)
     eval_episodes: int = 32
 
