@@ -32,7 +32,9 @@ class LearnerConfig:
     mixer: str = "qmix"  # qmix (monotone hypernetwork mixer) or vdn (sum)
     mixer_embed: int = 32  # QMIX mixing embedding
     hypernet_hidden: int = 64  # hidden units of the QMIX hypernetworks
-    lr: float = 5e-4  # Adam learning rate
+    # Adam learning rate (PyMARL2's): against 5e-4, 3m reached 0.9 greedy wins on 3/3 seeds
+    # within 300k env steps (1/3 before) and 2s3z 0.8 sooner (docs/results/learning.md).
+    lr: float = 1e-3
     gamma: float = 0.99
     grad_clip: float = 10.0  # max gradient norm
     target_update_interval: int = 100  # updates between hard copies into the target networks
