@@ -71,7 +71,7 @@ def offline(pkgs: dict, info, data, rounds: int) -> None:
         q = mod(pkg, "qmix")
         learners[side] = q.Learner(info, q.QmixConfig(), "cpu",
                                    extra_losses=(q.ConservativeLoss(5.0),))
-        stores[side] = q.EpisodeStore.from_arrays(data, info)
+        stores[side] = q.ReplayBuffer.from_arrays(data, info)
     learners["new"].load_state_dict(learners["ref"].state_dict())  # the same weights
     rng = np.random.default_rng(0)
     idx = [np.sort(rng.integers(0, len(data), 32)) for _ in range(5)]  # the same batches
@@ -118,7 +118,7 @@ def collection(pkgs: dict, map_name: str, steps: int, rounds: int) -> None:
     runners = {}
     for side, pkg in pkgs.items():
         envs, pol, q = mod(pkg, "envs"), mod(pkg, "datasets.policies"), mod(pkg, "qmix")
-        rollout = mod(pkg, "datasets.collect").Rollout
+        rollout = mod(pkg, "datasets").Rollout  # exported there before and after the move
         e = [envs.make_env(map_name, n) for _ in range(3)]
         runners[f"raw {side}"] = perf.raw_runner(e[0], 0)
         for k, env, policy in (("heuristic", e[1], pol.HeuristicPolicy(e[1], 0)),

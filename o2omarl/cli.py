@@ -13,7 +13,7 @@ import traceback
 
 import click
 
-from o2omarl.errors import BenchError, Interrupted, UsageError, positive
+from o2omarl.errors import BenchError, Interrupted
 
 
 def _table(rows: list[dict], columns: list[str]) -> str:
@@ -51,14 +51,9 @@ def maps(backend):
     \b
     Example: bench maps
     """
-    from o2omarl.envs import env_info, list_maps
+    from o2omarl.envs import map_table
 
-    rows = []
-    for name in list_maps(backend):
-        i = env_info(name, backend)
-        rows.append({"map": name, "agents": i.n_agents, "enemies": i.n_enemies,
-                     "obs dim": i.obs_dim, "state dim": i.state_dim,
-                     "actions": i.n_actions, "episode limit": i.episode_limit})
+    rows = map_table(backend)
     click.echo(_table(rows, list(rows[0])))
 
 
@@ -174,28 +169,17 @@ def run(methods, map_name, dataset, seed, seeds, seed_offset, steps, pretrain_st
       bench run ft-qmix --map 3m --dataset heuristic --steps 50000 --pretrain-steps 2000 --seed 0
       bench run ovmse --seeds 5 --executor ray --address ray://head:10001
     """
-    from o2omarl.benchmark import run_all
+    from o2omarl.benchmark import check_failed, run_all, seed_list
     from o2omarl.benchmark.executors import default_workers
-    from o2omarl.qmix.updates import learner_mode
 
-    learner_mode("cpu")  # a bad O2OMARL_LEARNER or O2OMARL_CORES fails before any job
-    if seed is not None and seeds is not None:
-        raise UsageError("give --seed or --seeds, not both")
-    if seeds is not None:
-        positive("--seeds", seeds)
-    seed_list = [seed] if seed is not None else list(range(seed_offset,
-                                                           seed_offset + (seeds or 1)))
-    rows = run_all(list(methods), map_name, dataset, seed_list, steps, pretrain_steps,
-                   runs_dir, device, _parse_overrides(overrides), backend,
-                   workers if workers is not None else default_workers(), executor, address,
-                   say=click.echo)
+    rows = run_all(list(methods), map_name, dataset, seed_list(seed, seeds, seed_offset), steps,
+                   pretrain_steps, runs_dir=runs_dir, device=device,
+                   overrides=_parse_overrides(overrides), backend=backend,
+                   workers=workers if workers is not None else default_workers(),
+                   executor=executor, address=address, say=click.echo)
     click.echo(_table(rows, ["method", "map", "dataset", "seed", "state", "win rate",
                              "return", "run dir"]))
-    failed = [r for r in rows if r["state"] == "failed"]
-    if failed:
-        first = f"{failed[0]['method']} seed {failed[0]['seed']}: {failed[0]['error']}"
-        raise BenchError(first if len(rows) == 1 else
-                         f"{len(failed)} of {len(rows)} jobs failed; first: {first}")
+    check_failed(rows)
 
 
 @cli.group()
@@ -290,18 +274,11 @@ def perf(map_name, num_envs, steps, online_steps, updates, repeats, device, as_j
     """
     from o2omarl.benchmark.perf import PerfConfig, format_table, run_perf
     from o2omarl.devices import resolve_device
-    from o2omarl.envs import env_info
-    from o2omarl.qmix.updates import learner_mode
 
-    env_info(map_name)  # an unknown map fails here, listing the maps
-    learner_mode("cpu")  # so does a bad O2OMARL_LEARNER or O2OMARL_CORES
-    for name, value in (("--num-envs", num_envs), ("--steps", steps),
-                        ("--online-steps", online_steps), ("--updates", updates),
-                        ("--repeats", repeats)):
-        positive(name, value)
     say = lambda msg: click.echo(msg, err=True)  # noqa: E731 - stdout is for the figures
     cfg = PerfConfig(map_name, num_envs, steps, online_steps, updates, repeats,
                      device=resolve_device(device, say))
+    cfg.check()  # bad input: one line, before anything is measured
     out = run_perf(cfg, say)
     click.echo(json.dumps(out) if as_json else format_table(out))
 

@@ -1,18 +1,22 @@
-"""Run a policy in N parallel envs and cut the stream of steps into whole episodes.
+"""The episode model shared by datasets and the learner, and the one way episodes are made.
 
-Used for dataset collection and, through `qmix/`, for online training, so both record episodes
-the same way: T actions and T+1 observations, the terminal observation included.
+`Rollout` runs a policy in N parallel envs and cuts the stream of steps into whole episodes;
+collection (`datasets/`) and online training (`qmix/`) both record with it, so both hold the
+same thing: T actions and T+1 observations, the terminal observation included.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Callable
 
 import numpy as np
 
 from o2omarl.envs.base import Obs, VecEnv
-from o2omarl.datasets.policies import Policy
+
+# policy(obs, first: (N,) bool, True where an episode starts) -> actions (N, n_agents) int
+Policy = Callable[[Obs, np.ndarray], np.ndarray]
 
 
 @dataclass
@@ -39,6 +43,16 @@ class Episode:
         return bool(self.battle_won[-1])
 
 
+# The fields of an episode, once: those with a row per observation (T+1) and per step (T).
+FIELDS = tuple(f.name for f in fields(Episode))
+PER_OBSERVATION = ("obs", "state", "avail")
+PER_STEP = tuple(f for f in FIELDS if f not in PER_OBSERVATION)
+# Their keys in a stored (Minari) episode; "infos/..." are Minari's per-step infos.
+MINARI_KEYS = {"obs": "observations", "state": "infos/state", "avail": "infos/avail_actions",
+               "actions": "actions", "reward": "rewards", "terminated": "terminations",
+               "truncated": "truncations", "battle_won": "infos/battle_won"}
+
+
 class Rollout:
     """Steps N envs with a policy; `step()` returns the episodes that ended at that step.
 
@@ -54,11 +68,8 @@ class Rollout:
         self._state = np.zeros((n, cap, info.state_dim), np.float32)
         self._avail = np.zeros((n, cap, info.n_agents, info.n_actions), bool)
         self._actions = np.zeros((n, cap - 1, info.n_agents), np.int64)
-        self._scalars = {
-            k: np.zeros((n, cap - 1), dt)
-            for k, dt in [("reward", np.float32), ("terminated", bool),
-                          ("truncated", bool), ("battle_won", bool)]
-        }
+        self._scalars = {k: np.zeros((n, cap - 1), np.float32 if k == "reward" else bool)
+                         for k in PER_STEP if k != "actions"}
         self._t = np.zeros(n, np.int64)
         self._rows = np.arange(n)
         self.seed = seed

@@ -27,7 +27,7 @@ from gymnasium.spaces import Box, MultiDiscrete
 
 from o2omarl import datasets
 from o2omarl.datasets import store
-from o2omarl.datasets.collect import Rollout
+from o2omarl.episodes import Rollout
 from o2omarl.datasets.policies import make_builtin
 from o2omarl.envs import MAX_RETURN, env_info, make_env
 from o2omarl.errors import UsageError

@@ -22,7 +22,7 @@ from o2omarl.ovmse import (
     se_centralized,
     se_decentralized,
 )
-from o2omarl.qmix import EpisodeStore, Learner, UpdateContext, epsilon_greedy
+from o2omarl.qmix import ReplayBuffer, Learner, UpdateContext, epsilon_greedy
 
 TINY = dict(hidden=16, mixer_embed=8, hypernet_hidden=16)
 
@@ -75,7 +75,7 @@ def info3m():
 
 @pytest.fixture(scope="module")
 def store3m(heuristic_3m, info3m):
-    return EpisodeStore.from_arrays(datasets.load(heuristic_3m, info3m), info3m)
+    return ReplayBuffer.from_arrays(datasets.load(heuristic_3m, info3m), info3m)
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from o2omarl.qmix import (
     ConservativeLoss,
     CounterfactualConservativeLoss,
     Diverged,
-    EpisodeStore,
+    ReplayBuffer,
     Learner,
     LearnerConfig,
     OnlineConfig,
@@ -36,8 +36,9 @@ from o2omarl.qmix import (
 from o2omarl.qmix.networks import RNNAgent, agent_input_dim, build_inputs
 from o2omarl.ovmse import Ovmse
 from o2omarl.qmix.conservative import agent_weights
-from o2omarl.qmix.learner import discounted_return_to_go
-from o2omarl.qmix.train import OnlineTraining, _Divergence
+from o2omarl.qmix.learner import discounted_return_to_go, overlap_target_unroll
+from o2omarl.qmix.monitor import Divergence
+from o2omarl.qmix.train import OnlineTraining
 
 TINY = dict(hidden=16, mixer_embed=8, hypernet_hidden=16)
 
@@ -187,7 +188,7 @@ def test_update_logs_q_tot_against_the_return_the_data_earned(monkeypatch):
 
 
 def test_values_far_above_the_return_scale_are_named_once(capsys):
-    d = _Divergence("qmix seed 0")
+    d = Divergence("qmix seed 0")
     d.check({"q_taken_mean": 25.0, "return_to_go_mean": 3.0}, "env step 10")  # plausible-ish
     assert capsys.readouterr().err == ""
     for step in (20, 30):
@@ -267,7 +268,7 @@ def _action_gap(learner: Learner, batch: Batch) -> float:
 ], ids=["cql", "cfcql"])
 def test_conservative_term_pushes_absent_actions_below_data_actions(data3m, info3m, term,
                                                                     metric, lift):
-    batch = EpisodeStore.from_arrays(data3m, info3m).batch(np.arange(16))
+    batch = ReplayBuffer.from_arrays(data3m, info3m).batch(np.arange(16))
     gaps = {}
     for alpha in (0.0, 5.0):
         torch.manual_seed(0)
@@ -339,7 +340,7 @@ def _cfcql_reference(learner, batch, q_all):
 def test_cfcql_matches_the_authors_loop_on_a_qmix_batch(data3m, info3m):
     """Real QMIX mixer, real 3m episodes: the vectorised term (every deviation mixed in one
     call) equals the reference loop, with equal and with fitted weights, gradients included."""
-    batch = EpisodeStore.from_arrays(data3m, info3m).batch(np.arange(6))
+    batch = ReplayBuffer.from_arrays(data3m, info3m).batch(np.arange(6))
     T, n = batch.reward.shape[1], info3m.n_agents
     avail, mask = batch.avail[:, :T], batch.filled
     torch.manual_seed(0)
@@ -370,9 +371,9 @@ def test_side_threads_change_no_number(data3m, info3m):
     """Pretraining builds batches in a side thread, and each update unrolls the target network
     in another: the batches must be those of inline sampling, and identically seeded learners
     must produce identical losses (a race on weights or inputs would show here)."""
-    from o2omarl.qmix.train import _prefetched
+    from o2omarl.qmix.pretrain import _prefetched
 
-    store = EpisodeStore.from_arrays(data3m, info3m)
+    store = ReplayBuffer.from_arrays(data3m, info3m)
     rng = np.random.default_rng(3)
     inline = [store.sample(8, rng) for _ in range(6)]
     ahead = list(_prefetched(store, 8, np.random.default_rng(3), "cpu", 6))
@@ -385,8 +386,11 @@ def test_side_threads_change_no_number(data3m, info3m):
     for in_thread in (True, True, False):  # False: the target unrolled inline, as in a process
         torch.manual_seed(0)
         learner = Learner(info3m, LearnerConfig(**TINY, target_update_interval=2))
-        learner.target_in_thread = in_thread
-        runs.append([learner.update(b)["loss"] for b in ahead])
+        overlap_target_unroll(in_thread)
+        try:
+            runs.append([learner.update(b)["loss"] for b in ahead])
+        finally:
+            overlap_target_unroll(True)
     assert runs[0] == runs[1] == runs[2] and len(set(runs[0])) == 6
 
 
@@ -521,7 +525,7 @@ def _finetuned(mode, method_cls, info, data, env4, env32, monkeypatch):
     method.load_pretrained(method.learner.state_dict())  # OVM freezes its memory here
     rows = []
     training = method.online(env4, env32, 1200, rows.append, data=data)
-    kind = type(training.updates).__name__
+    kind = type(training.learning.transport).__name__
     training.run()
     for r in rows:
         r.pop("wall_s"), r.pop("env_steps_per_s")
@@ -537,7 +541,7 @@ def test_learner_process_gives_the_numbers_of_inline_updates(method_cls, data3m,
                                                env32, monkeypatch)
     kind_b, rows_b, sd_b, _ = _finetuned("process", method_cls, info3m, data3m, env4, env32,
                                          monkeypatch)
-    assert (kind_a, kind_b) == ("InlineUpdates", "LearnerProcess")
+    assert (kind_a, kind_b) == ("InlineTransport", "ProcessTransport")
     assert len(rows_a) == 4 and rows_a[-1]["updates"] > 40
     assert rows_a == rows_b
     assert sd_a["updates"] == sd_b["updates"]
@@ -545,7 +549,7 @@ def test_learner_process_gives_the_numbers_of_inline_updates(method_cls, data3m,
         for k, v in sd_a[part].items():
             assert torch.equal(v, sd_b[part][k]), (part, k)
     # The actor lags one submission: it has not yet got the weights of the last one.
-    acting, fresh = train_a.actor.agent.state_dict(), train_a.fresh
+    acting, fresh = train_a.actor.agent.state_dict(), train_a.learning.fresh
     assert all(torch.equal(fresh[k], v) for k, v in sd_a["agent"].items())
     assert not all(torch.equal(acting[k], v) for k, v in fresh.items())
 
@@ -688,8 +692,8 @@ def test_a_killed_learner_process_stops_training_with_one_line(info3m, env4, env
                               log=lambda row: None)
     training.run(should_stop=lambda: learner.updates >= 3)
     assert learner.updates >= 3 and not training.finished
-    training.updates._proc.kill()
-    training.updates._proc.join()  # dead before the next submission: the send must fail cleanly
+    training.learning.transport._proc.kill()
+    training.learning.transport._proc.join()  # dead before the next submission: the send must fail cleanly
     with pytest.raises(BenchError, match=r"^the learner process died \(exit code -9\); the "
                                          r"last good checkpoint is kept$"):
         training.run()

@@ -330,7 +330,7 @@ def test_qmix_beside_a_default_tier_that_does_not_fit_runs_online(fresh_root, mo
     meta["env"]["state_format"] = 2
     (rec.path / store.SIDECAR).write_text(_json.dumps(meta))
     (job,) = plan(["qmix"], "3m", None, [0], 100, 1)
-    assert job.dataset is None and job.data_dir == "online"
+    assert job.dataset is None and job.dataset_label == "online"
     (fits,) = plan(["qmix"], "3m", "random", [0], 100, 1) if False else (job,)
 
 

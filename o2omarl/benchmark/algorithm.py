@@ -13,8 +13,13 @@ Log = Callable[[dict], None]
 
 
 class Algorithm(Protocol):
+    """Everything the runner (`runner.py`, `pretrained.py`) and the tier pipeline use."""
+
     name: ClassVar[str]
     Config: ClassVar[type]  # a dataclass with documented defaults
+    info: EnvInfo
+    cfg: Any  # the resolved Config: num_envs, eval_episodes, pretrain_key() are read
+    learner: Any  # its state_dict / load_state_dict carry a run's weights across a resume
 
     def __init__(self, info: EnvInfo, config: Any = None, seed: int = 0,
                  device: str = "cpu") -> None: ...
@@ -30,15 +35,16 @@ class Algorithm(Protocol):
     def load_pretrained(self, state: dict) -> None: ...
 
     # The online phase as a resumable object: .run(on_eval, should_stop), .state_dict(),
-    # .load_state_dict(), .buffer (qmix.train.OnlineTraining).
+    # .load_state_dict(), .buffer, .row, .env_step, .last_eval, .finished, .close()
+    # (qmix.train.OnlineTraining).
     def online(self, env: VecEnv, eval_env: VecEnv, budget: int, log: Log,
-               data: EpisodeArrays | None = None) -> Any: ...
-
-    def finetune(self, env: VecEnv, eval_env: VecEnv, budget: int, log: Log,
-                 data: EpisodeArrays | None = None, on_eval=None) -> dict: ...
+               data: EpisodeArrays | None = None, buffer: Any = None,
+               learner_mode: str | None = None) -> Any: ...
 
     def actor(self, num_envs: int): ...  # a greedy policy (obs, first) -> actions
 
-    def save(self, path: Path, training: Any = None, **extra) -> None: ...
+    def save(self, path: Path, training: Any = None, replay_chunks: int | None = None) -> None:
+        ...  # a qmix.Checkpoint
 
-    def load(self, path: Path) -> None: ...
+    @classmethod
+    def from_checkpoint(cls, path: Path, info: EnvInfo, device: str = "cpu") -> "Algorithm": ...

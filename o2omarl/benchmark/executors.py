@@ -10,12 +10,13 @@ import multiprocessing as mp
 import os
 import queue as queue_mod
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from o2omarl import progress
 from o2omarl.benchmark.results import write_summaries
-from o2omarl.benchmark.runner import JobSpec, StopFlag, run_job
+from o2omarl.benchmark.jobs import JobSpec
+from o2omarl.benchmark.runner import StopFlag, run_job
 from o2omarl.errors import BenchError, Interrupted, UsageError
 
 EXECUTORS = ("local", "ray")
@@ -51,10 +52,13 @@ def run_jobs(jobs: list[JobSpec], runs_dir: Path, workers: int = 1, executor: st
              address: str | None = None, say=print) -> list[JobResult]:
     runs_dir = Path(runs_dir).resolve()
     if executor == "ray":
-        return _run_ray(jobs, runs_dir, workers, address, say)
+        # A task has one CPU, and a pool worker (daemonic) may not start processes: their
+        # updates run inline. Same numbers either way (qmix/updates.py).
+        return _run_ray([replace(j, learner_mode="inline") for j in jobs], runs_dir, workers,
+                        address, say)
     if workers == 1 or len(jobs) == 1:
         return _run_here(jobs, runs_dir, say)
-    return _run_pool(jobs, runs_dir, workers, say)
+    return _run_pool([replace(j, learner_mode="inline") for j in jobs], runs_dir, workers, say)
 
 
 def _key(job: JobSpec) -> str:

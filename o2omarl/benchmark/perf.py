@@ -31,10 +31,11 @@ from typing import Callable
 
 import numpy as np
 
-from o2omarl.datasets.collect import Episode, Rollout
 from o2omarl.datasets.policies import HeuristicPolicy, RandomPolicy, uniform_available
 from o2omarl.envs import env_info, make_env
 from o2omarl.envs.base import EnvInfo, VecEnv
+from o2omarl.episodes import Episode, Rollout
+from o2omarl.errors import positive
 
 Run = Callable[[int], None]  # run(batched_steps)
 ONLINE_METHODS = ("qmix", "ft-qmix", "ovmse")
@@ -50,6 +51,15 @@ class PerfConfig:
     repeats: int = 3  # alternating rounds per comparison
     seed: int = 0
     device: str = "cpu"  # the learner's torch device (the environment stays on JAX's CPU)
+
+    def check(self) -> None:
+        """UsageError for an unknown map, a count <= 0, or a bad O2OMARL_LEARNER/CORES."""
+        from o2omarl.qmix.updates import learner_mode
+
+        env_info(self.map_name)
+        learner_mode(self.device)
+        for name in ("num_envs", "steps", "online_steps", "updates", "repeats"):
+            positive(f"--{name.replace('_', '-')}", getattr(self, name))
 
 
 # -- collection -----------------------------------------------------------------------------------
@@ -211,13 +221,13 @@ def measure_dataset_io(info: EnvInfo, episodes: list[Episode]):
 def measure_offline(info: EnvInfo, data, cfg: PerfConfig, batch_size: int = 32) -> float:
     """Offline pretraining updates/s (TD + conservative term, `batch_size` episodes)."""
     from o2omarl.qmix import QmixConfig
-    from o2omarl.qmix.buffer import EpisodeStore
+    from o2omarl.qmix.buffer import ReplayBuffer
     from o2omarl.qmix.learner import Learner
-    from o2omarl.qmix.train import PretrainConfig, pretrain
+    from o2omarl.qmix.pretrain import PretrainConfig, pretrain
 
     qcfg = QmixConfig()
     learner = Learner(info, qcfg, cfg.device, extra_losses=(qcfg.offline_loss_term(),))
-    store = EpisodeStore.from_arrays(data, info)
+    store = ReplayBuffer.from_arrays(data, info)
     pcfg = PretrainConfig(steps=3, batch_size=batch_size, eval_interval=0)
     with quiet_progress():
         pretrain(learner, store, pcfg, cfg.seed, lambda row: None)  # warm-up

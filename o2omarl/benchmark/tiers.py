@@ -20,12 +20,14 @@ from o2omarl import datasets
 from o2omarl.baselines import Qmix
 from o2omarl.atomic import write_json
 from o2omarl.benchmark.results import read_jsonl
-from o2omarl.benchmark.runner import JobSpec, JsonLines, run_job
+from o2omarl.benchmark.jobs import JobSpec
+from o2omarl.benchmark.rundir import JsonLines
+from o2omarl.benchmark.runner import run_job
 from o2omarl.datasets import Rollout, store
 from o2omarl.envs import DEFAULT_BACKEND, MAX_RETURN, env_info, make_env
 from o2omarl.errors import UsageError, one_of, positive
-from o2omarl.qmix import QmixO2O, load_checkpoint
-from o2omarl.qmix.algorithm import QmixConfig
+from o2omarl.qmix import QmixO2O
+from o2omarl.qmix.updates import learner_mode
 
 # Target mean return (fraction of the ~20 maximum) at which a tier's snapshot is taken: the
 # lower end of OG-MARL's ranges (poor 25-35%, medium 50-60%, good 80-90%).
@@ -62,14 +64,7 @@ def parse_tiers(text: str) -> list[str]:
 
 def checkpoint_policy(path: str | Path, map_name: str, num_envs: int, backend: str):
     """A greedy batched policy from any checkpoint saved by `bench run` or a snapshot."""
-    ckpt = load_checkpoint(path)
-    info = env_info(map_name, backend)
-    if ckpt["env"] != info.to_dict():
-        raise UsageError(f"checkpoint {path} is for map {ckpt['env']['map_name']!r} "
-                         f"({ckpt['env']['backend']}), not {map_name!r}")
-    fields = {k: v for k, v in ckpt["config"].items() if k in QmixConfig.__dataclass_fields__}
-    method = QmixO2O(info, QmixConfig(**fields))
-    method.learner.load_state_dict(ckpt["learner"])
+    method = QmixO2O.from_checkpoint(Path(path), env_info(map_name, backend))
     return method.actor(num_envs), {"name": "qmix", "checkpoint": str(Path(path).resolve()),
                                     "sha256": store.sha256(Path(path))}
 
@@ -160,8 +155,8 @@ def _train_behaviour(info, cfg, seed, train_steps, tiers, snaps, digest, report,
     """Train the behaviour QMIX as a resumable job of `bench run`'s harness, in the snapshot
     folder: a killed or interrupted collection keeps its checkpoint and snapshots, and the same
     command resumes it. The job ends as soon as every wanted snapshot exists."""
-    job = JobSpec(Qmix.name, info.map_name, seed, train_steps, cfg.pretrain_steps, None,
-                  info.backend, config=cfg, label=BEHAVIOUR_LABEL)
+    job = JobSpec(Qmix.name, info.map_name, seed, train_steps, None, info.backend,
+                  config=cfg, label=BEHAVIOUR_LABEL, learner_mode=learner_mode("cpu"))
     wanted = [t for t in TIER_TARGETS if t in tiers or (t == "medium" and "replay" in tiers)]
     rollout_env = make_env(info.map_name, SNAPSHOT_EPISODES // 2, info.backend)
     runs_dir = snaps["poor"].parent

@@ -17,6 +17,7 @@ import numpy as np
 
 from o2omarl.datasets.store import DATA_FILES, DatasetRecord, resolve, sha256
 from o2omarl.envs.base import EnvInfo
+from o2omarl.episodes import FIELDS, MINARI_KEYS, PER_OBSERVATION
 from o2omarl.errors import BenchError, UsageError
 
 
@@ -111,17 +112,14 @@ def check_fits(record: DatasetRecord, env: EnvInfo) -> None:
 
 
 def _expected(info: EnvInfo, T: int) -> dict:
-    n, d, a = info.n_agents, info.obs_dim, info.n_actions
-    return {
-        "observations": ((T + 1, n, d), np.floating),
-        "actions": ((T, n), np.integer),
-        "rewards": ((T,), np.floating),
-        "terminations": ((T,), np.bool_),
-        "truncations": ((T,), np.bool_),
-        "infos/state": ((T + 1, info.state_dim), np.floating),
-        "infos/avail_actions": ((T + 1, n, a), np.bool_),
-        "infos/battle_won": ((T,), np.bool_),
-    }
+    """Stored key -> (shape, dtype kind) of an episode of T steps."""
+    n = info.n_agents
+    per_row = {"obs": ((n, info.obs_dim), np.floating), "state": ((info.state_dim,), np.floating),
+               "avail": ((n, info.n_actions), np.bool_), "actions": ((n,), np.integer),
+               "reward": ((), np.floating), "terminated": ((), np.bool_),
+               "truncated": ((), np.bool_), "battle_won": ((), np.bool_)}
+    return {MINARI_KEYS[f]: ((T + (f in PER_OBSERVATION),) + shape, kind)
+            for f, (shape, kind) in per_row.items()}
 
 
 # Training needs no battle_won per step (the episode's last reward and termination say it);
@@ -214,10 +212,8 @@ def _read_episodes(record: DatasetRecord, stop: threading.Event) -> EpisodeArray
     info = record.env
     E = int(record.stats["episodes"])
     out = EpisodeArrays.zeros(E, info)
-    fields = [("observations", out.obs, 1), ("infos/state", out.state, 1),
-              ("infos/avail_actions", out.avail, 1), ("actions", out.actions, 0),
-              ("rewards", out.reward, 0), ("terminations", out.terminated, 0),
-              ("truncations", out.truncated, 0)]
+    fields = [(MINARI_KEYS[f], getattr(out, f), int(f in PER_OBSERVATION)) for f in FIELDS
+              if MINARI_KEYS[f] not in _NOT_LOADED]
     path = record.path / DATA_FILES[0]
     try:
         with h5py.File(path, "r") as f:

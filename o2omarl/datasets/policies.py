@@ -8,14 +8,12 @@ recurrent Q-network) reset their per-env memory there. Every policy returns avai
 
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 
 from o2omarl.envs.base import Obs, VecEnv
+from o2omarl.episodes import Policy
 from o2omarl.errors import one_of
 
-Policy = Callable[[Obs, np.ndarray], np.ndarray]
 BUILTIN_BEHAVIOURS = ("random", "heuristic")
 
 

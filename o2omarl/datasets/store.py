@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from o2omarl.datasets.collect import Episode
+from o2omarl.episodes import FIELDS, MINARI_KEYS, Episode
 from o2omarl.envs.base import EnvInfo
 from o2omarl.errors import BenchError, UsageError
 from o2omarl.locks import file_lock
@@ -238,17 +238,13 @@ def _minari_write(data_dir: Path, dataset_id: str, info: EnvInfo, episodes, desc
         "description": description["text"],
         "requirements": [f"jaxmarl=={importlib_metadata.version('jaxmarl')}"],
     })
-    storage.update_episodes(
-        EpisodeBuffer(
-            observations=e.obs,
-            actions=e.actions,
-            rewards=e.reward,
-            terminations=e.terminated,
-            truncations=e.truncated,
-            infos={"state": e.state, "avail_actions": e.avail, "battle_won": e.battle_won},
-        )
-        for e in episodes
-    )
+    def stored(e: Episode) -> EpisodeBuffer:
+        keys = {MINARI_KEYS[f]: getattr(e, f) for f in FIELDS}
+        infos = {k.split("/", 1)[1]: v for k, v in keys.items() if k.startswith("infos/")}
+        return EpisodeBuffer(infos=infos,
+                             **{k: v for k, v in keys.items() if not k.startswith("infos/")})
+
+    storage.update_episodes(stored(e) for e in episodes)
 
 
 def write(

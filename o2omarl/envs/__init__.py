@@ -28,6 +28,13 @@ def list_maps(backend: str = DEFAULT_BACKEND) -> list[str]:
     return smac.map_names()
 
 
+def map_table(backend: str = DEFAULT_BACKEND) -> list[dict]:
+    """One row per map of `backend` (`bench maps`): agents, enemies, dims, actions, limit."""
+    return [{"map": name, "agents": i.n_agents, "enemies": i.n_enemies, "obs dim": i.obs_dim,
+             "state dim": i.state_dim, "actions": i.n_actions, "episode limit": i.episode_limit}
+            for name in list_maps(backend) for i in [env_info(name, backend)]]
+
+
 def env_info(map_name: str, backend: str = DEFAULT_BACKEND) -> EnvInfo:
     """Static facts about a map (agents, dims, actions, limit) without starting a battle."""
     _check_backend(backend)
@@ -61,6 +68,7 @@ __all__ = [
     "Step",
     "VecEnv",
     "env_info",
+    "map_table",
     "list_maps",
     "make_env",
 ]

@@ -16,7 +16,6 @@ while the others act greedily (at the start: exactly the offline policy).
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -24,11 +23,12 @@ import numpy as np
 import torch
 
 from o2omarl.datasets.policies import uniform_available
-from o2omarl.qmix import Parts, QmixConfig, QmixO2O, UpdateContext
+from o2omarl.qmix import Parts, QmixConfig, QmixO2O, Schedule, UpdateContext
 from o2omarl.qmix.buffer import Batch
+from o2omarl.qmix.learner import mix_filled
 from o2omarl.qmix.algorithm import PROBABILITY
 
-LAMBDA_SCHEDULES = ("linear", "exponential", "constant")
+LAMBDA_SCHEDULES = Schedule.KINDS
 SE_MODES = ("decentralized", "centralized")
 
 
@@ -39,30 +39,15 @@ def ovm_target(y_td: torch.Tensor, q_off: torch.Tensor, lam: float) -> torch.Ten
 
 
 def memory_lambda(step: int, lambda_0: float, horizon: int, kind: str = "linear") -> float:
-    """lambda_t: from lambda_0 at step 0 to exactly 0 at the horizon and after.
-
-    linear: straight line; exponential: lambda_0 * exp(-5 t/H) (0.7% left at H, then 0);
-    constant: lambda_0 for the whole horizon, then 0.
-    """
-    if step >= horizon:
-        return 0.0
-    frac = step / max(horizon, 1)
-    if kind == "linear":
-        return lambda_0 * (1.0 - frac)
-    if kind == "exponential":
-        return lambda_0 * math.exp(-5.0 * frac)
-    if kind == "constant":
-        return lambda_0
-    raise ValueError(f"unknown lambda schedule {kind!r}; accepted: {', '.join(LAMBDA_SCHEDULES)}")
+    """lambda_t: from lambda_0 at step 0 to exactly 0 at the horizon and after (linear,
+    exponential, or constant until the horizon): a `Schedule` from lambda_0 to 0."""
+    return Schedule(lambda_0, 0.0, horizon, kind)(step)
 
 
 class OfflineValueMemory:
     """The OVM target rule: holds the frozen offline networks."""
 
     def __init__(self, lambda_0: float, horizon_fraction: float, kind: str):
-        if kind not in LAMBDA_SCHEDULES:
-            raise ValueError(f"unknown lambda schedule {kind!r}; accepted: "
-                             f"{', '.join(LAMBDA_SCHEDULES)}")
         self.lambda_0, self.horizon_fraction, self.kind = lambda_0, horizon_fraction, kind
         self.agent = self.mixer = None
 
@@ -80,7 +65,7 @@ class OfflineValueMemory:
         T = batch.reward.shape[1]
         q = learner.q_values(self.agent, batch)[:, :T]
         q_taken = q.gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
-        return self.mixer(q_taken, batch.state[:, :T])
+        return mix_filled(self.mixer, q_taken, batch.state[:, :T], batch.filled)
 
     def __call__(self, learner, batch: Batch, y_td: torch.Tensor, ctx: UpdateContext):
         lam = self.lam(ctx.env_step, ctx.budget)
@@ -148,10 +133,7 @@ class Ovmse(QmixO2O):
 
     def parts(self) -> Parts:
         parts = super().parts()
-        if self.cfg.use_se:
-            if self.cfg.se_mode not in SE_MODES:
-                raise ValueError(f"unknown se_mode {self.cfg.se_mode!r}; accepted: "
-                                 f"{', '.join(SE_MODES)}")
+        if self.cfg.use_se:  # se_mode is one of SE_MODES: the config refuses anything else
             parts.explore = se_decentralized if self.cfg.se_mode == "decentralized" \
                 else se_centralized
         if self.cfg.use_ovm:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import numpy as np
 import torch
 
-from o2omarl.datasets.collect import Rollout
+from o2omarl.episodes import Rollout
 from o2omarl.datasets.policies import uniform_available
 from o2omarl.envs.base import Obs, VecEnv
 from o2omarl.qmix.learner import masked_q
@@ -32,28 +32,30 @@ def epsilon_greedy(greedy, avail, epsilon, rng):
 
 @dataclass
 class Schedule:
-    """start -> end over `steps` env steps: linear, exponential, or constant (= start)."""
+    """`start` at step 0 -> `end` at `steps` and after, the one schedule type (epsilon, OVM's
+    lambda): linear; exponential (down by e^-5, 0.7% of the gap, by `steps`, then exactly
+    `end`); or constant (`start` until `steps`, then `end`)."""
 
     start: float
     end: float
     steps: int
     kind: str = "linear"
 
+    KINDS: ClassVar[tuple] = ("linear", "exponential", "constant")
+
     def __post_init__(self):
-        if self.kind not in ("linear", "exponential", "constant"):
-            raise ValueError(f"unknown schedule {self.kind!r}; accepted: linear, exponential, "
-                             "constant")
+        if self.kind not in self.KINDS:  # configs refuse it first, naming the setting
+            raise ValueError(f"unknown schedule {self.kind!r}; accepted: {', '.join(self.KINDS)}")
 
     def __call__(self, step: int) -> float:
-        if self.kind == "constant":
-            return self.start
-        frac = min(max(step / max(self.steps, 1), 0.0), 1.0)
+        if step >= self.steps:
+            return self.end
+        frac = max(step, 0) / self.steps
         if self.kind == "linear":
             return self.start + frac * (self.end - self.start)
-        # exponential: decays by e^-5 (0.7%) of the gap by the horizon, then exactly `end`
-        if frac >= 1.0:
-            return self.end
-        return self.end + (self.start - self.end) * math.exp(-5.0 * frac)
+        if self.kind == "exponential":
+            return self.end + (self.start - self.end) * math.exp(-5.0 * frac)
+        return self.start
 
 
 class Actor:

@@ -8,23 +8,23 @@ These classes satisfy `benchmark.Algorithm` structurally; they never import `ben
 
 from __future__ import annotations
 
-import io
 from dataclasses import asdict, dataclass, fields
-from typing import ClassVar
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
-from o2omarl import atomic
 from o2omarl.datasets.loader import EpisodeArrays
 from o2omarl.envs.base import EnvInfo, VecEnv
 from o2omarl.errors import BenchError, UsageError
 from o2omarl.qmix.acting import Actor, Schedule, epsilon_greedy
-from o2omarl.qmix.buffer import EpisodeStore
+from o2omarl.qmix.buffer import ReplayBuffer
+from o2omarl.qmix.checkpoint import Checkpoint
 from o2omarl.qmix.conservative import OFFLINE_LOSSES, offline_loss
 from o2omarl.qmix.learner import Learner, LearnerConfig
-from o2omarl.qmix.train import (Log, OnlineConfig, OnlineTraining, Parts, PretrainConfig,
-                                pretrain)
+from o2omarl.qmix.monitor import Log
+from o2omarl.qmix.pretrain import PretrainConfig, pretrain
+from o2omarl.qmix.train import OnlineConfig, OnlineTraining, Parts
 
 
 # (what is accepted, test) for the numeric ranges of config fields
@@ -119,6 +119,19 @@ class QmixConfig(LearnerConfig, OnlineConfig):
                 raise UsageError(f"{key}={value!r} is not accepted; accepted: {accepted}")
 
 
+def build_configs(config_classes: list[type], overrides: dict, names: list[str]) -> list:
+    """One config per class from shared overrides (`bench run --set`, for several methods at
+    once): each class takes the keys it has fields for; a key none has is refused, naming the
+    methods (`names`) and every accepted key."""
+    own = [{f.name for f in fields(c)} for c in config_classes]
+    unknown = sorted(set(overrides) - set().union(*own))
+    if unknown:
+        raise UsageError(f"unknown setting {unknown[0]!r} for {', '.join(names)}; accepted: "
+                         f"{', '.join(sorted(set().union(*own)))}")
+    return [c.build(**{k: v for k, v in overrides.items() if k in keys})
+            for c, keys in zip(config_classes, own)]
+
+
 def _cast(key: str, value, kind: type):
     if kind is bool:
         if isinstance(value, bool) or str(value).lower() in ("true", "false"):
@@ -170,7 +183,7 @@ class QmixO2O:
         """Offline QMIX + conservative term on `data`; leaves the weights in this method."""
         offline = Learner(self.info, self.cfg, self.device,
                           extra_losses=(self.cfg.offline_loss_term(),))
-        row = pretrain(offline, EpisodeStore.from_arrays(data, self.info),
+        row = pretrain(offline, ReplayBuffer.from_arrays(data, self.info),
                        self.cfg.pretrain_config(), self.seed, log, eval_env)
         self.load_pretrained(offline.state_dict())
         return row
@@ -184,18 +197,21 @@ class QmixO2O:
         """Called once offline weights are in place (OVM freezes its memory here)."""
 
     def online(self, env: VecEnv, eval_env: VecEnv, budget: int, log: Log,
-               data: EpisodeArrays | None = None, buffer=None) -> OnlineTraining:
-        """The online phase as a resumable object: `.run()` it, checkpoint it with `save`."""
+               data: EpisodeArrays | None = None, buffer=None,
+               learner_mode: str | None = None) -> OnlineTraining:
+        """The online phase as a resumable object: `.run()` it, checkpoint it with `save`.
+        `learner_mode`: where its updates run ("inline" | "process"; None: as the
+        environment decides, `qmix.updates.learner_mode`)."""
         parts = self.parts()
         offline = None
         if parts.offline_fraction > 0:
             if data is None:
                 raise BenchError(f"method {self.name} mixes offline episodes into its batches "
                                  "and needs a dataset")
-            offline = EpisodeStore.from_arrays(data, self.info)
+            offline = ReplayBuffer.from_arrays(data, self.info)
         return OnlineTraining(self.learner, parts, self.cfg, env, eval_env, budget, self.seed,
                               log, offline, label=f"{self.name} seed {self.seed}",
-                              buffer=buffer)
+                              buffer=buffer, learner_mode=learner_mode)
 
     def finetune(self, env: VecEnv, eval_env: VecEnv, budget: int, log: Log,
                  data: EpisodeArrays | None = None, on_eval=None, buffer=None) -> dict:
@@ -207,30 +223,21 @@ class QmixO2O:
         return Actor(self.learner.agent, num_envs, self.info.n_agents, self.info.n_actions,
                      None, self.seed, self.device)
 
-    def save(self, path: Path, training: OnlineTraining | None = None, **extra) -> None:
-        """Write a checkpoint atomically (temporary file, then rename); with `training`, also
-        the online loop's state so a run can resume exactly."""
-        path = Path(path)
-        buf = io.BytesIO()
-        state = {"method": self.name, "env": self.info.to_dict(), "config": self.cfg.to_dict(),
-                 "learner": self.learner.state_dict(), **extra}
-        if training is not None:
-            state["training"] = training.state_dict()
-        torch.save(state, buf)
-        atomic.write_bytes(path, buf.getvalue())
+    def save(self, path: Path, training: OnlineTraining | None = None,
+             replay_chunks: int | None = None) -> None:
+        """Write a `Checkpoint` atomically; with `training`, also the online loop's state (and
+        how many replay chunks on disk it refers to) so a run can resume exactly."""
+        Checkpoint(self.name, self.info.to_dict(), self.cfg.to_dict(), self.learner.state_dict(),
+                   None if training is None else training.state_dict(),
+                   replay_chunks).write(path)
 
-    def load(self, path: Path) -> None:
-        ckpt = load_checkpoint(path)
-        if ckpt["env"] != self.info.to_dict():
-            raise BenchError(f"checkpoint {path} is for {ckpt['env']['backend']} map "
-                             f"{ckpt['env']['map_name']!r}, not {self.info.map_name!r}")
-        self.learner.load_state_dict(ckpt["learner"])
-
-
-def load_checkpoint(path: Path) -> dict:
-    try:
-        return torch.load(Path(path), map_location="cpu", weights_only=False)
-    except FileNotFoundError:
-        raise BenchError(f"checkpoint {path} does not exist") from None
-    except Exception as e:  # truncated or not a torch file
-        raise BenchError(f"checkpoint {path} is unreadable ({type(e).__name__}: {e})") from None
+    @classmethod
+    def from_checkpoint(cls, path: Path, info: EnvInfo, device: str = "cpu") -> "QmixO2O":
+        """Any checkpoint's weights (a run's, a snapshot's) in this method, with the network
+        settings it was saved with; UsageError if it is for another map."""
+        ckpt = Checkpoint.read(path)
+        ckpt.check_map(info, path)
+        known = {k: v for k, v in ckpt.config.items() if k in cls.Config.__dataclass_fields__}
+        method = cls(info, cls.Config(**known), device=device)
+        method.learner.load_state_dict(ckpt.learner)
+        return method

@@ -9,9 +9,9 @@ from functools import cached_property
 import numpy as np
 import torch
 
-from o2omarl.datasets.collect import Episode
 from o2omarl.datasets.loader import EpisodeArrays
 from o2omarl.envs.base import EnvInfo
+from o2omarl.episodes import FIELDS, PER_OBSERVATION, Episode
 from o2omarl.qmix.networks import build_inputs
 
 
@@ -48,7 +48,7 @@ class Batch:
         for f in fields(Batch):
             x, y = getattr(a, f.name), getattr(b, f.name)
             if f.name != "offline":
-                extra = 1 if f.name in ("obs", "state", "avail") else 0
+                extra = 1 if f.name in PER_OBSERVATION else 0
                 x, y = _pad_time(x, T + extra), _pad_time(y, T + extra)
             out[f.name] = torch.cat([x, y])
         return Batch(**out)
@@ -63,8 +63,9 @@ def _pad_time(x: torch.Tensor, T: int) -> torch.Tensor:
     return torch.cat([x, pad], dim=1)
 
 
-class EpisodeStore:
-    """A ring of up to `capacity` padded episodes; uniform episode sampling."""
+class ReplayBuffer:
+    """Up to `capacity` padded episodes in a ring (the online replay), or a loaded dataset
+    (`from_arrays`); uniform episode sampling."""
 
     def __init__(self, info: EnvInfo, capacity: int, offline: bool = False):
         self.info, self.capacity, self.offline = info, capacity, offline
@@ -75,7 +76,7 @@ class EpisodeStore:
         self.added = 0  # episodes ever added: episode g lives in slot g % capacity
 
     @classmethod
-    def from_arrays(cls, arrays: EpisodeArrays, info: EnvInfo) -> "EpisodeStore":
+    def from_arrays(cls, arrays: EpisodeArrays, info: EnvInfo) -> "ReplayBuffer":
         """Wrap a loaded offline dataset without copying it."""
         store = cls.__new__(cls)
         store.info, store.capacity = info, len(arrays)
@@ -150,15 +151,11 @@ class EpisodeStore:
         )
 
 
-_EPISODE_FIELDS = ("obs", "state", "avail", "actions", "reward", "terminated", "truncated",
-                   "battle_won")
-
-
 def save_episodes(path, first: int, episodes: list[Episode]) -> None:
     """Write episodes numbered first, first+1, ... to one .npz (temporary file, then rename)."""
     from o2omarl import atomic
 
-    arrays = {f: np.concatenate([getattr(e, f) for e in episodes]) for f in _EPISODE_FIELDS}
+    arrays = {f: np.concatenate([getattr(e, f) for e in episodes]) for f in FIELDS}
     with atomic.replacing(path, suffix=".npz") as tmp:  # np.savez insists on ".npz"
         np.savez(tmp, first=first, lengths=np.array([e.length for e in episodes]), **arrays)
 
@@ -166,11 +163,11 @@ def save_episodes(path, first: int, episodes: list[Episode]) -> None:
 def load_episodes(path) -> tuple[int, list[Episode]]:
     """(number of the first episode, the episodes) from `save_episodes`."""
     with np.load(path) as z:
-        lengths, a = z["lengths"], {f: z[f] for f in _EPISODE_FIELDS}
+        lengths, a = z["lengths"], {f: z[f] for f in FIELDS}
         first = int(z["first"])
     out, t, s = [], 0, 0  # t: offset in per-step arrays, s: in per-observation arrays
     for L in lengths:
-        out.append(Episode(**{f: a[f][s: s + L + 1] if f in ("obs", "state", "avail")
-                              else a[f][t: t + L] for f in _EPISODE_FIELDS}))
+        out.append(Episode(**{f: a[f][s: s + L + 1] if f in PER_OBSERVATION
+                              else a[f][t: t + L] for f in FIELDS}))
         t, s = t + L, s + L + 1
     return first, out

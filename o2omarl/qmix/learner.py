@@ -92,6 +92,15 @@ def _side_thread() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(1, thread_name_prefix="o2omarl-target")
 
 
+_OVERLAP = {"target": True}
+
+
+def overlap_target_unroll(enabled: bool) -> None:
+    """Whether updates in this process unroll the target network in a side thread: yes unless
+    the process has no core to spare (a learner process, beside collection). Same numbers."""
+    _OVERLAP["target"] = enabled
+
+
 class Learner:
     def __init__(self, info: EnvInfo, cfg: LearnerConfig | None = None, device="cpu",
                  target_rule: TargetRule | None = None, extra_losses: tuple = ()):
@@ -108,9 +117,6 @@ class Learner:
         self.target_rule = target_rule
         self.extra_losses = tuple(extra_losses)
         self.updates = 0
-        # Unroll the target network in a side thread during each update (see `update`); a
-        # learner process turns this off, as the other core is then collection's.
-        self.target_in_thread = True
 
     # -- weights -------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -186,7 +192,7 @@ class Learner:
         # an update's ~70 ms; on a busy one it costs a context switch. Same numbers either way.
         batch.agent_inputs  # noqa: B018 - built once, here, before two threads read it
         target_q = (_side_thread().submit(self.target_q_values, batch)
-                    if self.target_in_thread else None)
+                    if _OVERLAP["target"] else None)
         q_all = self.q_values(self.agent, batch)  # (B, T+1, n, A)
         T = batch.reward.shape[1]
         q_taken = q_all[:, :T].gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)

@@ -19,14 +19,14 @@ import multiprocessing as mp
 import os
 import signal
 import weakref
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 import torch
 
 from o2omarl.errors import BenchError, UsageError
-from o2omarl.qmix.buffer import Batch, EpisodeStore
-from o2omarl.qmix.learner import Learner, UpdateContext
+from o2omarl.qmix.buffer import Batch, ReplayBuffer
+from o2omarl.qmix.learner import Learner, UpdateContext, overlap_target_unroll
 
 MODES = ("auto", "inline", "process")
 
@@ -34,7 +34,9 @@ MODES = ("auto", "inline", "process")
 Request = tuple[np.ndarray, "Batch | None"]
 
 
-class Updates(Protocol):
+class Transport(Protocol):
+    """Where submitted updates run: `InlineTransport` or `ProcessTransport`."""
+
     def submit(self, requests: list[Request], ctx: UpdateContext) -> None:
         """Start one update per request; at most one submission is in flight."""
 
@@ -47,11 +49,55 @@ class Updates(Protocol):
     def close(self) -> None: ...
 
 
+class UpdateSchedule:
+    """The one schedule of online updates, whatever the transport: a submission starts the
+    updates now due while collection goes on; its metrics and weights come back when the next
+    one is submitted (or at `sync`), and the actor takes those weights then. The online loop
+    only calls `run_due`, `sync` and `close`."""
+
+    def __init__(self, transport: Transport):
+        self.transport = transport
+        self.in_flight: int | None = None  # env step of the submitted, unfinished updates
+        self.fresh: dict | None = None  # weights the actor gets at the next submission
+
+    @property
+    def idle(self) -> bool:
+        return self.in_flight is None
+
+    def run_due(self, requests: list[Request], ctx: UpdateContext,
+                record: Callable[[list[dict], int], None]) -> dict | None:
+        """Finish the submission in flight and hand its metrics, with the env step it was
+        submitted at, to `record` (which may raise: then nothing new starts); then start
+        `requests`. Returns the weights the actor acts with from now on (None: its own)."""
+        record(*self._finish())
+        weights, self.fresh = self.fresh, None
+        self.transport.submit(requests, ctx)
+        self.in_flight = ctx.env_step
+        return weights
+
+    def sync(self) -> tuple[list[dict], int]:
+        """Nothing in flight, and the learner here up to date (evaluations, checkpoints);
+        returns the finished submission's metrics and env step, as `run_due` records them."""
+        done = self._finish()
+        self.transport.sync()
+        return done
+
+    def _finish(self) -> tuple[list[dict], int]:
+        if self.in_flight is None:
+            return [], -1
+        step, self.in_flight = self.in_flight, None
+        done, self.fresh = self.transport.wait()
+        return done, step
+
+    def close(self) -> None:
+        self.transport.close()
+
+
 def agent_weights(learner: Learner) -> dict:
     return {k: v.detach().clone() for k, v in learner.agent.state_dict().items()}
 
 
-def _run(learner: Learner, replay: EpisodeStore, requests: list[Request],
+def _run(learner: Learner, replay: ReplayBuffer, requests: list[Request],
          ctx: UpdateContext) -> list[dict]:
     out = []
     for idx, offline in requests:
@@ -60,10 +106,10 @@ def _run(learner: Learner, replay: EpisodeStore, requests: list[Request],
     return out
 
 
-class InlineUpdates:
+class InlineTransport:
     """The updates run in this process, when submitted."""
 
-    def __init__(self, learner: Learner, replay: EpisodeStore):
+    def __init__(self, learner: Learner, replay: ReplayBuffer):
         self.learner, self.replay, self._done = learner, replay, None
 
     def submit(self, requests: list[Request], ctx: UpdateContext) -> None:
@@ -80,8 +126,8 @@ class InlineUpdates:
         pass
 
 
-class LearnerProcess:
-    """The updates run in a child process that holds the learner and a replay replica.
+class ProcessTransport:
+    """The updates run in a learner process that holds the learner and a replay replica.
 
     The child starts at the first submission from this process's learner (so a resumed run's
     restored state travels with it) and ends when the pipe closes: at `close()`, when this
@@ -89,7 +135,7 @@ class LearnerProcess:
     (evaluations, checkpoints, the end of a run).
     """
 
-    def __init__(self, learner: Learner, replay: EpisodeStore):
+    def __init__(self, learner: Learner, replay: ReplayBuffer):
         self.learner, self.replay = learner, replay
         self._conn = self._proc = None
         self._sent = 0  # replay episodes the child has (global numbers below this)
@@ -175,9 +221,9 @@ def _serve(conn, learner_bytes: bytes, info, capacity: int) -> None:
     """The learner process: one request at a time, in order, until the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     torch.set_num_threads(1)
+    overlap_target_unroll(False)  # no side thread for target networks: the other core is busy
     learner: Learner = torch.load(io.BytesIO(learner_bytes), weights_only=False)
-    learner.target_in_thread = False  # the other core is collection's
-    replay = EpisodeStore(info, capacity)
+    replay = ReplayBuffer(info, capacity)
     try:
         while True:
             kind, *args = conn.recv()
@@ -225,7 +271,8 @@ def learner_mode(device: str, mode: str | None = None) -> str:
     return "process" if spare else "inline"
 
 
-def make_updates(learner: Learner, replay: EpisodeStore, mode: str | None = None) -> Updates:
-    if learner_mode(str(learner.device), mode) == "process":
-        return LearnerProcess(learner, replay)
-    return InlineUpdates(learner, replay)
+def make_transport(learner: Learner, replay: ReplayBuffer, mode: str) -> Transport:
+    """`mode`: "inline" or "process", as `learner_mode` decided it."""
+    if mode not in ("inline", "process"):
+        raise ValueError(f"unknown learner mode {mode!r}; accepted: inline, process")
+    return (ProcessTransport if mode == "process" else InlineTransport)(learner, replay)

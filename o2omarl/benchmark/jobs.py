@@ -1,0 +1,123 @@
+"""Planning `bench run`: every input checked before any folder exists, then one `JobSpec` per
+map x method x seed, each with its resolved config and where its updates run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from o2omarl import datasets
+from o2omarl.benchmark import registry
+from o2omarl.datasets import DatasetRecord, store
+from o2omarl.envs import DEFAULT_BACKEND, env_info
+from o2omarl.errors import UsageError, positive
+from o2omarl.qmix import build_configs
+from o2omarl.qmix.updates import learner_mode
+
+DEFAULT_TIER = "medium"
+
+
+@dataclass
+class JobSpec:
+    method: str
+    map_name: str
+    seed: int
+    steps: int  # online env steps
+    dataset: DatasetRecord | None
+    backend: str = DEFAULT_BACKEND
+    device: str = "cpu"
+    config: object = None  # the method's resolved config dataclass (pretrain_steps included)
+    # A variant's name (e.g. "ft-qmix_eps0.2" for ft-qmix with other settings): its folder and
+    # its name in reports, so variants of one method sit side by side in one run store.
+    label: str | None = None
+    # Where the online updates run: "inline" or "process" (qmix/updates.py), decided once when
+    # jobs are planned; executors whose workers cannot start processes set "inline".
+    learner_mode: str = "inline"
+
+    @property
+    def name(self) -> str:
+        return self.label or self.method
+
+    @property
+    def pretrain_steps(self) -> int:
+        return self.config.pretrain_steps
+
+    @property
+    def dataset_label(self) -> str:
+        """The run store's folder for the job's data: `<tier>-v<N>`, or `online`."""
+        return self.dataset.dataset_id.rsplit("/", 1)[1] if self.dataset else "online"
+
+    def run_dir(self, runs_dir: Path) -> Path:
+        map_dir = self.map_name if self.backend == "smax" else f"{self.backend}_{self.map_name}"
+        return Path(runs_dir) / map_dir / self.dataset_label / self.name / f"seed_{self.seed}"
+
+
+def seed_list(seed: int | None, seeds: int | None, seed_offset: int = 0) -> list[int]:
+    """`--seed K`: [K]; `--seeds N --seed-offset O`: O..O+N-1 (default one seed, 0)."""
+    if seed is not None and seeds is not None:
+        raise UsageError("give --seed or --seeds, not both")
+    if seeds is not None:
+        positive("--seeds", seeds)
+    return [seed] if seed is not None else list(range(seed_offset, seed_offset + (seeds or 1)))
+
+
+def resolve_maps(map_name: str | None, dataset: str | None, backend: str) -> list[str]:
+    """`--map` given: that map. Omitted: every map that has the requested tier."""
+    if map_name is not None:
+        env_info(map_name, backend)  # unknown map -> UsageError listing the valid ones
+        return [map_name]
+    tier = dataset or DEFAULT_TIER
+    if "/" in tier:
+        return [store.parse_id(tier)["map"]]
+    maps = sorted({store.parse_id(i)["map"] for i in store.list_ids()
+                   if store.parse_id(i)["tier"] == tier and i.startswith(backend + "/")})
+    if not maps:
+        raise UsageError(f"no map has a {tier!r} dataset under {store.root()}; make one with "
+                         "`bench collect --map 2s3z` (or name the map with --map)")
+    return maps
+
+
+def plan(methods: list[str], map_name: str | None, dataset: str | None, seeds: list[int],
+         steps: int, pretrain_steps: int, backend: str = DEFAULT_BACKEND, device: str = "cpu",
+         overrides: dict | None = None) -> list[JobSpec]:
+    """Validate everything before any folder is made; one JobSpec per map x method x seed."""
+    if not methods:
+        accepted = ", ".join(sorted(registry.METHODS))
+        raise UsageError(f"name at least one method; accepted: {accepted}")
+    classes = [registry.get(m) for m in methods]
+    positive("--steps", steps)
+    positive("--pretrain-steps", pretrain_steps)
+    if not seeds:
+        raise UsageError("--seeds must be a positive integer")
+    if min(seeds) < 0:
+        raise UsageError(f"seed {min(seeds)} is negative; --seed and --seed-offset accept "
+                         "integers >= 0")
+    configs = [replace(c, pretrain_steps=pretrain_steps) for c in
+               build_configs([cls.Config for cls in classes], overrides or {}, methods)]
+    mode = learner_mode(device)  # a bad O2OMARL_LEARNER or O2OMARL_CORES fails here
+    jobs = []
+    for m in resolve_maps(map_name, dataset, backend):
+        info = env_info(m, backend)
+        try:
+            record = datasets.resolve(dataset or DEFAULT_TIER, m, backend)
+            datasets.check_fits(record, info)
+        except UsageError:
+            # A dataset the user named must exist and fit; the default tier only matters to
+            # methods that use offline data (the error names the `bench collect` command).
+            if dataset is not None or any(_needs_data(c) for c in configs):
+                raise
+            record = None  # e.g. `qmix` alone beside a medium tier of an older state format
+        for cls, config in zip(classes, configs):
+            for seed in seeds:
+                jobs.append(JobSpec(cls.name, m, seed, steps, record, backend, device, config,
+                                    learner_mode=mode))
+    return jobs
+
+
+def _needs_data(config) -> bool:
+    return config.init == "offline" or getattr(config, "offline_fraction", 0) > 0
+
+
+def make_method(job: JobSpec):
+    cls = registry.get(job.method)
+    return cls(env_info(job.map_name, job.backend), job.config, job.seed, job.device)

@@ -1,0 +1,57 @@
+"""The pretraining cache: offline weights are computed once per (dataset version, settings that
+shape them, seed) and shared by every method and run that starts from them.
+
+    <cache>/<map>/<tier>-v<N>/<key digest>/seed_<k>/  model.pt, pretrain.jsonl, key.json
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from o2omarl.atomic import write_json
+from o2omarl.benchmark.jobs import JobSpec
+from o2omarl.benchmark.rundir import JsonLines
+from o2omarl.locks import file_lock
+from o2omarl.qmix.checkpoint import Checkpoint
+
+
+def cache_key(method, job: JobSpec) -> dict:
+    """What determines pretrained weights: the dataset version, the settings, the seed."""
+    return {"dataset": job.dataset.dataset_id, "files": job.dataset.meta["files"],
+            "settings": method.cfg.pretrain_key(), "seed": job.seed}
+
+
+def cache_folder(method, job: JobSpec, cache_dir: Path) -> Path:
+    digest = hashlib.sha256(json.dumps(cache_key(method, job), sort_keys=True)
+                            .encode()).hexdigest()[:16]
+    return Path(cache_dir) / job.map_name / job.dataset_label / digest / f"seed_{job.seed}"
+
+
+def reads_dataset(method, job: JobSpec, cache_dir: Path) -> bool:
+    """Whether the job needs the dataset's episodes: to mix them online, or to pretrain on
+    them because no cached weights exist yet."""
+    if job.dataset is None:
+        return False
+    uncached = not (cache_folder(method, job, cache_dir) / "model.pt").exists()
+    return method.uses_offline_data or (method.uses_offline_init and uncached)
+
+
+def load_or_pretrain(method, job: JobSpec, cache_dir: Path, dataset, eval_env, say) -> None:
+    """Load cached offline weights into `method`, or train them on `dataset()` and cache them."""
+    folder = cache_folder(method, job, cache_dir)
+    model = folder / "model.pt"
+    # Waiting on the lock lets a second job needing the same weights reuse the first's work.
+    with file_lock(folder.parent / f"seed_{job.seed}.lock", "pretraining cache", wait=True):
+        if model.exists():
+            method.load_pretrained(Checkpoint.read(model).learner)
+            say(f"pretrained weights loaded from cache {folder} (no offline training)")
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        log_path = folder / "pretrain.jsonl"
+        log_path.unlink(missing_ok=True)
+        say(f"offline pretraining on {job.dataset.dataset_id}: {job.pretrain_steps} updates")
+        method.pretrain(dataset(), JsonLines(log_path), eval_env)
+        write_json(folder / "key.json", cache_key(method, job))
+        method.save(model)

@@ -1,0 +1,124 @@
+"""One job's run folder: its provenance (config.json), its state (status.json), its logs, and
+the rule that a folder is only ever resumed or skipped by the very job that made it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from o2omarl import atomic
+from o2omarl.benchmark.jobs import JobSpec
+from o2omarl.benchmark.results import STORE_VERSION, read_jsonl
+from o2omarl.datasets import store
+from o2omarl.envs import env_info
+from o2omarl.errors import UsageError
+
+
+class JsonLines:
+    """Append-only metrics file: one complete line per row, flushed and fsynced."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __call__(self, row: dict) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+class RunLog:
+    """`say` that also appends to the run's log file, with times."""
+
+    def __init__(self, path: Path, say):
+        self.path, self.say = path, say
+
+    def __call__(self, msg: str) -> None:
+        self.say(msg)
+        self.file_only(msg)
+
+    def file_only(self, msg: str) -> None:
+        with open(self.path, "a") as f:
+            f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {msg}\n")
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).parent, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def job_config(job: JobSpec) -> dict:
+    """config.json: the resolved settings of one job and where it ran."""
+    return {"method": job.method, "label": job.name, "map": job.map_name, "backend": job.backend,
+            "seed": job.seed, "steps": job.steps, "pretrain_steps": job.pretrain_steps,
+            "dataset": job.dataset.dataset_id if job.dataset else None,
+            "config": job.config.to_dict(),
+            "env": env_info(job.map_name, job.backend).to_dict(),
+            "store_version": STORE_VERSION, "packages": store.package_versions(),
+            "git_commit": git_commit(), "device": job.device}
+
+
+def fingerprint(job_config: dict) -> dict:
+    """What must match for an existing run folder to be this job (resume or skip)."""
+    keys = ("method", "label", "map", "backend", "seed", "steps", "pretrain_steps", "dataset",
+            "config")
+    out = {k: job_config.get(k) for k in keys}
+    out["label"] = out["label"] or out["method"]  # folders from before labels existed
+    return json.loads(json.dumps(out, default=str))
+
+
+def check_run_dirs(jobs: list[JobSpec], runs_dir: Path) -> None:
+    """Before any job starts: no job may land in a folder holding other settings."""
+    for job in jobs:
+        if job.run_dir(runs_dir).exists():
+            check_same(job.run_dir(runs_dir), job_config(job))
+
+
+def check_same(run_dir: Path, config: dict) -> None:
+    """Refuse to skip or resume a folder that holds a run with other settings."""
+    try:
+        old = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return  # no usable config: the folder never got past its start; start afresh
+    if not isinstance(old, dict):
+        return
+    version = old.get("store_version", 0)  # 0: written before the store was versioned
+    if not isinstance(version, int) or version > STORE_VERSION:
+        raise UsageError(f"{run_dir} was written by a newer o2omarl (run store version "
+                         f"{version}, this one reads up to {STORE_VERSION}); upgrade, or use "
+                         "another --runs-dir")
+    a, b = fingerprint(old), fingerprint(config)
+    if a != b:
+        diff = [k for k in a if a[k] != b[k]]
+        if "config" in diff:
+            diff = [k for k in a["config"] if a["config"].get(k) != b["config"].get(k)] or diff
+        first = diff[0]
+        was, now = (a[first], b[first]) if first in a else (a["config"].get(first),
+                                                             b["config"].get(first))
+        raise UsageError(f"{run_dir} holds a run with other settings ({first}: {was} there, "
+                         f"{now} now); use another --runs-dir, or delete that folder")
+
+
+def read_state(run_dir: Path) -> str | None:
+    """status.json's state (running | stopped | done | failed), None if unreadable."""
+    try:
+        return json.loads((run_dir / "status.json").read_text()).get("state")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def write_status(run_dir: Path, state: str, **fields) -> None:
+    atomic.write_json(run_dir / "status.json", {"state": state, **fields})
+
+
+def truncate_metrics(path: Path, last_step: int) -> None:
+    """Drop rows logged after `last_step` (a resumed run recomputes them, identically)."""
+    rows = [r for r in read_jsonl(path) if r["env_step"] <= last_step]
+    atomic.write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))

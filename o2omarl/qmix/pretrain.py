@@ -1,0 +1,79 @@
+"""Offline pretraining: QMIX updates on dataset episodes, the learner carrying the
+conservative term (`qmix/conservative.py`); evaluated in the env every `eval_interval` updates."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+import numpy as np
+
+from o2omarl.envs.base import VecEnv
+from o2omarl.progress import Progress
+from o2omarl.qmix.acting import evaluate
+from o2omarl.qmix.buffer import Batch, ReplayBuffer
+from o2omarl.qmix.learner import Learner
+from o2omarl.qmix.monitor import Divergence, Log, Window, check_finite, eval_seed, summary
+
+
+@dataclass
+class PretrainConfig:
+    steps: int = 5000  # offline updates
+    batch_size: int = 32  # episodes per update
+    eval_interval: int = 1000  # updates between evaluations in the env (0: only at the end)
+    eval_episodes: int = 32
+
+
+def pretrain(
+    learner: Learner,
+    data: ReplayBuffer,
+    cfg: PretrainConfig,
+    seed: int,
+    log: Log,
+    eval_env: VecEnv | None = None,
+) -> dict:
+    """Offline training on dataset episodes (the learner carries the conservative loss term)."""
+    rng = np.random.default_rng([seed, 4])
+    window, row = Window(), {}
+    bar = Progress("pretrain", cfg.steps, "updates")
+    divergence = Divergence("pretrain")
+    start = time.monotonic()
+    for i, batch in enumerate(_prefetched(data, cfg.batch_size, rng, learner.device,
+                                          cfg.steps), start=1):
+        metrics = learner.update(batch)
+        check_finite(metrics, f"offline update {i}", "no pretrained weights were cached")
+        for k, v in metrics.items():
+            window.metrics[k].append(v)
+        at_eval = i == cfg.steps or (cfg.eval_interval and i % cfg.eval_interval == 0)
+        if at_eval:
+            row = {"update": i, **window.flush(),
+                   "updates_per_s": i / (time.monotonic() - start)}
+            if eval_env is not None:
+                row.update(evaluate(learner.agent, eval_env, cfg.eval_episodes, eval_seed(seed),
+                                    learner.device))
+            log(row)
+            divergence.check(row, f"offline update {i:,}")
+            bar.update(i, summary(row), force=True)
+        else:
+            bar.update(i)
+    bar.close()
+    return row
+
+
+def _prefetched(data: ReplayBuffer, batch_size: int, rng: np.random.Generator, device,
+                count: int):
+    """`count` batches sampled as `data.sample` would, each built (agent inputs included) in a
+    side thread while the learner trains on the one before: ~6% of an offline update. One
+    thread draws them all, in order, so the batches are the same as sampled inline."""
+    def make() -> Batch:
+        batch = data.sample(batch_size, rng, device)
+        batch.agent_inputs  # noqa: B018 - built here, off the learner's thread
+        return batch
+
+    with ThreadPoolExecutor(1, thread_name_prefix="o2omarl-batches") as pool:
+        nxt = pool.submit(make) if count > 0 else None
+        for i in range(count):
+            batch = nxt.result()
+            if i + 1 < count:
+                nxt = pool.submit(make)
+            yield batch
