@@ -1,0 +1,5 @@
+"""`python -m o2omarl.cli ...`: the same as `bench ...`."""
+
+from o2omarl.cli import main
+
+main()
