@@ -1,8 +1,12 @@
 """Errors the CLI turns into one clear line and an exit code (DESIGN.md section 8).
 
-Library code raises these instead of printing; `cli.py` is the only place that maps them to exit
+Library code raises these instead of printing; `cli/` is the only place that maps them to exit
 codes, so every command answers bad input the same way.
 """
+
+from __future__ import annotations
+
+import difflib
 
 
 class BenchError(Exception):
@@ -23,9 +27,17 @@ class Interrupted(BenchError):
     exit_code = 130
 
 
+def did_you_mean(value, accepted) -> str:
+    """` (did you mean 'ovmse'?)` for a near miss of one accepted name, else ''."""
+    close = difflib.get_close_matches(str(value), [str(a) for a in accepted], n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def one_of(kind: str, value, accepted) -> UsageError:
-    """`unknown map '4m'; accepted: 3m, 8m, ...` - the shape of every unknown-name error."""
-    return UsageError(f"unknown {kind} {value!r}; accepted: {', '.join(map(str, accepted))}")
+    """`unknown map '4m'; accepted: 3m, 8m, ...` - the shape of every unknown-name error, with
+    a suggestion for a typo (`unknown method 'ovmes' (did you mean 'ovmse'?); accepted: ...`)."""
+    return UsageError(f"unknown {kind} {value!r}{did_you_mean(value, accepted)}; accepted: "
+                      f"{', '.join(map(str, accepted))}")
 
 
 def positive(name: str, value) -> None:

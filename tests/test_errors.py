@@ -69,6 +69,33 @@ def test_non_positive_counts(small, tmp_path, capsys, extra, named):
     assert not runs.exists()
 
 
+@pytest.mark.parametrize("typo, named", [
+    (["run", "ovmes"], "unknown method 'ovmes' (did you mean 'ovmse'?); accepted:"),
+    (["run", "ft-qmix", "--set", "hiden=8"], "unknown setting 'hiden' (did you mean 'hidden'?)"),
+    (["run", "ft-qmix", "--dataset", "randm"], "no dataset 'smax/3m/randm' (did you mean "
+                                              "'random'?)"),
+    (["collect", "--behaviour", "heurstic"], "unknown behaviour 'heurstic' (did you mean "
+                                             "'heuristic'?)"),
+])
+def test_typos_get_a_suggestion(small, tmp_path, capsys, typo, named):
+    """A near miss names the closest accepted value, in the same one line, exit 2."""
+    runs = tmp_path / "runs"
+    extra = ["--runs-dir", str(runs), "--steps", "100"] if typo[0] == "run" else []
+    code, _, err = bench(typo + ["--map", MAP] + extra, capsys)
+    assert code == 2 and named in one_line(err), err
+    assert not runs.exists()
+
+
+def test_version(capsys):
+    from importlib.metadata import version
+
+    import o2omarl
+
+    code, out, _ = bench(["--version"], capsys)
+    assert code == 0 and out.strip() == f"bench (o2omarl) {version('o2omarl')}"
+    assert o2omarl.__version__ == version("o2omarl")
+
+
 def test_dataset_id_that_does_not_exist(fresh_root, tmp_path, capsys):
     runs = tmp_path / "runs"
     code, _, err = bench(run_argv("smax/3m/nope-v0", runs), capsys)

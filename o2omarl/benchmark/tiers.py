@@ -58,7 +58,7 @@ def parse_tiers(text: str) -> list[str]:
     tiers = [t.strip() for t in text.split(",") if t.strip()]
     bad = [t for t in tiers if t not in TIERS]
     if bad or not tiers:
-        raise UsageError(f"unknown tier {bad[0] if bad else text!r}; accepted: {', '.join(TIERS)}")
+        raise one_of("tier", bad[0] if bad else text, TIERS)
     return tiers
 
 

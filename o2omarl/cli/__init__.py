@@ -29,6 +29,8 @@ def _mb(n_bytes: int) -> str:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="o2omarl", prog_name="bench",
+                      message="%(prog)s (o2omarl) %(version)s")
 @click.option("--debug", is_flag=True, help="Show Python tracebacks for errors.")
 @click.pass_context
 def cli(ctx, debug):

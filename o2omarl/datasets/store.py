@@ -29,7 +29,7 @@ import numpy as np
 
 from o2omarl.episodes import FIELDS, MINARI_KEYS, Episode
 from o2omarl.envs.base import EnvInfo
-from o2omarl.errors import BenchError, UsageError
+from o2omarl.errors import BenchError, UsageError, did_you_mean
 from o2omarl.locks import file_lock
 
 SIDECAR = "o2omarl.json"
@@ -173,9 +173,11 @@ def resolve(spec: str, map_name: str | None = None, backend: str = "smax") -> Da
         if not found:
             hint = f"--behaviour {d['tier']}" if d["tier"] in ("heuristic", "random") else (
                 f"--tiers {d['tier']}")
+            folder = root() / d["backend"] / d["map"]
+            stored = sorted({p.name.rsplit("-v", 1)[0] for p in folder.glob("*-v*")})
             raise UsageError(
-                f"no dataset {spec!r} under {root()}; make it with "
-                f"`bench collect --map {d['map']} {hint}`"
+                f"no dataset {spec!r}{did_you_mean(d['tier'], stored)} under {root()}; "
+                f"make it with `bench collect --map {d['map']} {hint}`"
             )
         spec = make_id(d["backend"], d["map"], d["tier"], found[-1])
     record = get(spec)

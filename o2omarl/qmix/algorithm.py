@@ -16,7 +16,7 @@ import torch
 
 from o2omarl.datasets.loader import EpisodeArrays
 from o2omarl.envs.base import EnvInfo, VecEnv
-from o2omarl.errors import BenchError, UsageError
+from o2omarl.errors import BenchError, UsageError, did_you_mean
 from o2omarl.qmix.acting import Actor, Schedule, epsilon_greedy
 from o2omarl.qmix.buffer import ReplayBuffer
 from o2omarl.qmix.checkpoint import Checkpoint
@@ -101,7 +101,8 @@ class QmixConfig(LearnerConfig, OnlineConfig):
         values = {}
         for key, value in overrides.items():
             if key not in types:
-                raise UsageError(f"unknown setting {key!r}; accepted: {', '.join(sorted(types))}")
+                raise UsageError(f"unknown setting {key!r}{did_you_mean(key, types)}; accepted: "
+                                 f"{', '.join(sorted(types))}")
             values[key] = _cast(key, value, types[key])
             allowed = cls.CHOICES.get(key)
             if allowed and values[key] not in allowed:
@@ -126,8 +127,9 @@ def build_configs(config_classes: list[type], overrides: dict, names: list[str])
     own = [{f.name for f in fields(c)} for c in config_classes]
     unknown = sorted(set(overrides) - set().union(*own))
     if unknown:
-        raise UsageError(f"unknown setting {unknown[0]!r} for {', '.join(names)}; accepted: "
-                         f"{', '.join(sorted(set().union(*own)))}")
+        known = sorted(set().union(*own))
+        raise UsageError(f"unknown setting {unknown[0]!r}{did_you_mean(unknown[0], known)} for "
+                         f"{', '.join(names)}; accepted: {', '.join(known)}")
     return [c.build(**{k: v for k, v in overrides.items() if k in keys})
             for c, keys in zip(config_classes, own)]
 
