@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import sys
 import traceback
+from decimal import Decimal, InvalidOperation
 
 import click
 
@@ -22,6 +23,42 @@ def _table(rows: list[dict], columns: list[str]) -> str:
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
     line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths)).rstrip()  # noqa: E731
     return "\n".join([line(columns), line(["-" * w for w in widths])] + [line(r) for r in cells])
+
+
+class Count(click.ParamType):
+    """A whole number as researchers write budgets: 100000, 100_000, 1e5, 100k, 2M."""
+
+    name = "count"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().replace("_", "")
+        scale = {"k": 1000, "m": 1_000_000}.get(text[-1:].lower(), 1)
+        try:
+            number = Decimal(text[:-1] if scale > 1 else text) * scale
+        except InvalidOperation:
+            number = None
+        if number is None or not number.is_finite() or number != number.to_integral_value():
+            self.fail(f"{value!r} is not a whole number (e.g. 100000, 1e5, 100k)", param, ctx)
+        return int(number)
+
+
+COUNT = Count()
+
+
+def complete_methods(ctx, param, incomplete: str) -> list[str]:
+    """Shell completion of method names (see README, "Shell completion")."""
+    from o2omarl.benchmark.registry import METHODS
+
+    return [m for m in sorted(METHODS) if m.startswith(incomplete)]
+
+
+def complete_dataset_ids(ctx, param, incomplete: str) -> list[str]:
+    """Shell completion of stored dataset ids (no simulator is imported)."""
+    from o2omarl.datasets import store
+
+    return [i for i in store.list_ids() if i.startswith(incomplete)]
 
 
 def _mb(n_bytes: int) -> str:

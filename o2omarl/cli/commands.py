@@ -6,7 +6,7 @@ import json
 
 import click
 
-from o2omarl.cli import _mb, _table, cli
+from o2omarl.cli import COUNT, _mb, _table, cli, complete_dataset_ids, complete_methods
 
 
 @cli.command()
@@ -30,7 +30,7 @@ def maps(backend):
                    "checkpoint:PATH.")
 @click.option("--tiers", default="poor,medium,good,replay", show_default=True,
               help="With --behaviour qmix: which tiers to produce.")
-@click.option("--episodes", type=int, default=1000, show_default=True,
+@click.option("--episodes", type=COUNT, default=1000, show_default=True,
               help="Episodes per dataset.")
 @click.option("--epsilon", type=float, default=None,
               help="Per-agent probability of a uniform available action "
@@ -38,7 +38,7 @@ def maps(backend):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--num-envs", type=int, default=32, show_default=True,
               help="Parallel environments.")
-@click.option("--train-steps", type=int, default=1_000_000, show_default=True,
+@click.option("--train-steps", type=COUNT, default=1_000_000, show_default=True,
               help="With --behaviour qmix: cap on behaviour-training env steps.")
 @click.option("--tier", "tier_name", default="checkpoint", show_default=True,
               help="With --behaviour checkpoint:PATH: the tier name of the dataset.")
@@ -95,18 +95,18 @@ def _summary(res) -> None:
         click.echo(f"env-steps/s: {res.env_steps_per_s:,.0f} (excluding JIT compilation)")
 
 @cli.command()
-@click.argument("methods", nargs=-1)
+@click.argument("methods", nargs=-1, shell_complete=complete_methods)
 @click.option("--map", "map_name", default=None,
               help="Map; omitted: every map that has the dataset tier.")
-@click.option("--dataset", default=None,
+@click.option("--dataset", default=None, shell_complete=complete_dataset_ids,
               help="Dataset id, or a bare tier (newest version). Default: medium.")
 @click.option("--seed", type=int, default=None, help="Run this single seed.")
 @click.option("--seeds", type=int, default=None, help="Run N seeds (default 1).")
 @click.option("--seed-offset", type=int, default=0, show_default=True,
               help="With --seeds N: run seeds OFFSET..OFFSET+N-1.")
-@click.option("--steps", type=int, default=100_000, show_default=True,
+@click.option("--steps", type=COUNT, default=100_000, show_default=True,
               help="Online env steps per run.")
-@click.option("--pretrain-steps", type=int, default=5000, show_default=True,
+@click.option("--pretrain-steps", type=COUNT, default=5000, show_default=True,
               help="Offline updates (cached per dataset, settings and seed).")
 @click.option("--workers", type=int, default=None,
               help="Jobs run at once  [default: the number of cores].")
@@ -155,15 +155,23 @@ def runs():
 
 @runs.command("list")
 @click.option("--runs-dir", type=click.Path(file_okay=False), default="runs", show_default=True)
-def runs_list(runs_dir):
+@click.option("--json", "as_json", is_flag=True, help="One JSON list, raw numbers (scripts).")
+def runs_list(runs_dir, as_json):
     """Every run: map, dataset, method, seed, status, env steps done, last win rate.
 
     \b
     Example: bench runs list --runs-dir runs
+             bench runs list --json | jq '.[] | select(.status == "done")'
     """
     from o2omarl.benchmark.results import scan_store
 
     found = scan_store(runs_dir)
+    if as_json:
+        click.echo(json.dumps([{"map": r.map, "dataset": r.dataset_name, "method": r.method,
+                                "seed": r.seed, "status": r.state, "steps_done": r.steps_done,
+                                "budget": r.budget, "last_win_rate": r.last_win_rate,
+                                "error": r.error, "path": str(r.path)} for r in found]))
+        return
     rows = [{"map": r.map, "dataset": r.dataset_name, "method": r.method,
              "seed": r.seed if r.seed >= 0 else "?", "status": r.state,
              "steps": f"{r.steps_done:,}/{r.budget:,}",
@@ -216,11 +224,11 @@ def report(runs_dir, out, maps, methods, formats):
 @click.option("--map", "map_name", default="2s3z", show_default=True, help="Map to measure on.")
 @click.option("--num-envs", type=int, default=32, show_default=True,
               help="Parallel battles for the raw step and collection figures.")
-@click.option("--steps", type=int, default=50_000, show_default=True,
+@click.option("--steps", type=COUNT, default=50_000, show_default=True,
               help="Env steps per collection timing.")
-@click.option("--online-steps", type=int, default=20_000, show_default=True,
+@click.option("--online-steps", type=COUNT, default=20_000, show_default=True,
               help="Env steps timed per online method (after a warm-up).")
-@click.option("--updates", type=int, default=100, show_default=True,
+@click.option("--updates", type=COUNT, default=100, show_default=True,
               help="Offline updates timed.")
 @click.option("--repeats", type=int, default=3, show_default=True,
               help="Alternating timing rounds per comparison.")

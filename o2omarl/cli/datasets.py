@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import click
 
-from o2omarl.cli import _mb, _table, cli
+from o2omarl.cli import _mb, _table, cli, complete_dataset_ids
 from o2omarl.errors import BenchError
 
 
@@ -16,15 +17,17 @@ def datasets():
 
 
 @datasets.command("list")
-def datasets_list():
+@click.option("--json", "as_json", is_flag=True, help="One JSON list, raw numbers (scripts).")
+def datasets_list(as_json):
     """A table of every stored dataset.
 
     \b
     Example: bench datasets list
+             bench datasets list --json
     """
     from o2omarl.datasets import store
 
-    rows = []
+    rows, raw = [], []
     for dataset_id in store.list_ids():
         try:
             rec = store.get(dataset_id)
@@ -32,8 +35,16 @@ def datasets_list():
             rows.append({"id": dataset_id, "tier": rec.tier, "episodes": s["episodes"],
                          "steps": s["steps"], "mean return": f"{s['return_mean']:.2f}",
                          "win rate": f"{s['win_rate']:.3f}", "size": _mb(rec.size_bytes())})
+            raw.append({"id": dataset_id, "tier": rec.tier, "episodes": s["episodes"],
+                        "steps": s["steps"], "return_mean": s["return_mean"],
+                        "win_rate": s["win_rate"], "size_bytes": rec.size_bytes(),
+                        "path": str(rec.path)})
         except BenchError as e:
             rows.append({"id": dataset_id, "tier": "DAMAGED", "episodes": str(e)})
+            raw.append({"id": dataset_id, "damaged": str(e)})
+    if as_json:
+        click.echo(json.dumps(raw))
+        return
     if not rows:
         click.echo(f"no datasets under {store.root()}; make one with "
                    "`bench collect --map 3m --behaviour heuristic`")
@@ -43,15 +54,13 @@ def datasets_list():
 
 
 @datasets.command("show")
-@click.argument("dataset_id")
+@click.argument("dataset_id", shell_complete=complete_dataset_ids)
 def datasets_show(dataset_id):
     """Everything recorded about one dataset version (JSON).
 
     \b
     Example: bench datasets show smax/3m/heuristic-v0
     """
-    import json
-
     from o2omarl.datasets import store
 
     rec = store.get(dataset_id)
@@ -60,7 +69,7 @@ def datasets_show(dataset_id):
 
 
 @datasets.command("verify")
-@click.argument("dataset_id", required=False)
+@click.argument("dataset_id", required=False, shell_complete=complete_dataset_ids)
 @click.option("--all", "all_", is_flag=True, help="Verify every stored dataset.")
 def datasets_verify(dataset_id, all_):
     """Check sha256 checksums, shapes against the spaces, and counts against the metadata.
@@ -90,7 +99,7 @@ def datasets_verify(dataset_id, all_):
 
 
 @datasets.command("delete")
-@click.argument("dataset_id")
+@click.argument("dataset_id", shell_complete=complete_dataset_ids)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask (scripts); without a terminal, "
               "nothing is asked either.")
 def datasets_delete(dataset_id, yes):
