@@ -456,14 +456,15 @@ def test_pretraining_is_cached_and_reused_by_another_method(heuristic_3m, tmp_pa
     for key in ("test_win_rate", "test_return", "test_length"):
         assert r_ft[key] == r_cql[key], key
 
-    # Another offline loss is other pretrained weights: a second cache entry, trained with it.
+    # The default loss is CFCQL; another loss is other pretrained weights: another cache entry.
+    assert read_jsonl(cache / "pretrain.jsonl")[0]["cfcql_gap"] > 0
     monkeypatch.undo()
     run_all(["ft-qmix"], "3m", heuristic_3m.dataset_id, [0], steps=400, pretrain_steps=40,
-            runs_dir=tmp_path / "cf", overrides={**over, "offline_loss": "cfcql"}, say=print)
-    (cf_cache,) = (tmp_path / "cf" / ".pretrained" / "3m" / "heuristic-v0").glob("*/seed_0")
-    assert cf_cache.parent.name != cache.parent.name
-    (row,) = read_jsonl(cf_cache / "pretrain.jsonl")
-    assert row["cfcql_gap"] > 0 and "cql_gap" not in row
+            runs_dir=tmp_path / "cql", overrides={**over, "offline_loss": "cql"}, say=print)
+    (cql_cache,) = (tmp_path / "cql" / ".pretrained" / "3m" / "heuristic-v0").glob("*/seed_0")
+    assert cql_cache.parent.name != cache.parent.name
+    (row,) = read_jsonl(cql_cache / "pretrain.jsonl")
+    assert row["cql_gap"] > 0 and "cfcql_gap" not in row
 
 
 def test_hybrid_batches_hold_the_offline_fraction(data3m, info3m, env4, env32, monkeypatch):
