@@ -117,6 +117,35 @@ def test_unknown_map_lists_valid_maps(call):
     assert e.value.exit_code == 2
 
 
+def test_the_map_table_is_what_smax_says():
+    """Map facts come from a table (no simulator import); every row must match SMAX's own
+    numbers, and every SMAX map must have a row."""
+    from o2omarl.envs import smax
+
+    assert list(smax._jaxmarl()["scenarios"]) == list_maps()
+    for name in list_maps():
+        assert env_info(name) == smax.measured_env_info(name), name
+
+
+def test_commands_that_simulate_nothing_do_not_import_the_simulator(tmp_path):
+    """`bench maps` and a refused map answer without importing jaxmarl (~15 s)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from o2omarl.cli import main\n"
+            "for argv in (['maps'], ['run', 'qmix', '--map', '4m']):\n"
+            "    try:\n"
+            "        main(argv)\n"
+            "    except SystemExit:\n"
+            "        pass\n"
+            "print('jaxmarl' in sys.modules, 'jax' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path)
+    assert "2s3z" in out.stdout and "unknown map '4m'" in out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False False", out.stdout
+
+
 def test_unknown_backend():
     with pytest.raises(UsageError, match="'nope'.*smax"):
         env_info(MAP, backend="nope")
