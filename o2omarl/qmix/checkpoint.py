@@ -52,10 +52,6 @@ class Checkpoint:
         """`ckpt["learner"]`: the on-disk keys, for code that reads checkpoints as mappings."""
         return getattr(self, key)
 
-    def get(self, key: str, default=None):
-        value = getattr(self, key, None)
-        return default if value is None else value
-
 
 def load_checkpoint(path: Path) -> Checkpoint:
     return Checkpoint.read(path)
