@@ -7,6 +7,11 @@ so a number in a report depends only on its own data and the seed, not on what e
 before it. Scores are grouped by task (map, dataset, budget); the stratified bootstrap resamples
 the seeds of each task separately, so every resample keeps every task.
 
+Seed indices are drawn in rliable's order: per bootstrap sample, one (seeds, tasks) block for
+each method compared. Given the same generator (rliable 1.2.0 draws from `np.random.choice`),
+rliable's intervals and these are equal: tests/test_rliable_agreement.py checks it against
+values computed by rliable itself (scripts/rliable_reference.py).
+
 For one task, `stratified_ci([x], np.mean)` is the plain bootstrap of a mean:
 
     rng = np.random.default_rng(seed)
@@ -34,15 +39,28 @@ def iqm(x: np.ndarray, axis: int = 0) -> np.ndarray:
     return np.take(x, np.arange(cut, n - cut), axis=axis).mean(axis=axis)
 
 
-def _resample(per_task: Sequence[np.ndarray], rng, n_boot: int) -> np.ndarray:
-    """(n_boot, sum of task sizes, ...): each task's seeds drawn with replacement, pooled."""
-    return np.concatenate(
-        [x[rng.integers(0, len(x), size=(n_boot, len(x)))] for x in per_task], axis=1)
+def _indices(groups: Sequence[Sequence[np.ndarray]], rng, n_boot: int) -> list[np.ndarray]:
+    """Per group (one method's tasks), seed indices of shape (n_boot, most seeds, tasks).
+
+    Column j draws from range(len(task j)) and only its first len(task j) rows are used. Per
+    bootstrap sample one block per group, in group order: rliable's draw order, so with equal
+    seed counts the resamples are rliable's.
+    """
+    shapes = [(max(len(x) for x in g), len(g)) for g in groups]
+    highs = [np.broadcast_to([len(x) for x in g], s).ravel() for g, s in zip(groups, shapes)]
+    flat = rng.integers(0, np.concatenate(highs), size=(n_boot, sum(h.size for h in highs)))
+    blocks = np.split(flat, np.cumsum([h.size for h in highs])[:-1], axis=1)
+    return [b.reshape(n_boot, *s) for b, s in zip(blocks, shapes)]
+
+
+def _resample(tasks: Sequence[np.ndarray], idx: np.ndarray) -> list[np.ndarray]:
+    """Each task's seeds drawn by its column of `idx`: (n_boot, its seeds, ...) per task."""
+    return [x[idx[:, :len(x), j]] for j, x in enumerate(tasks)]
 
 
 def _interval(boot: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-    tail = 100 * (1 - level) / 2
-    lo, hi = np.percentile(boot, [tail, 100 - tail], axis=0)
+    alpha = (1 - level) / 2  # as arch computes the percentiles (so equal to the last bit)
+    lo, hi = np.percentile(boot, [100 * alpha, 100 * (1 - alpha)], axis=0)
     return lo, hi
 
 
@@ -55,7 +73,8 @@ def stratified_ci(per_task: Sequence[np.ndarray], stat: Stat = np.mean, seed: in
     """
     per_task = [np.asarray(x, dtype=float) for x in per_task]
     point = stat(np.concatenate(per_task, axis=0), axis=0)
-    boot = stat(_resample(per_task, np.random.default_rng(seed), n_boot), axis=1)
+    idx = _indices([per_task], np.random.default_rng(seed), n_boot)[0]
+    boot = stat(np.concatenate(_resample(per_task, idx), axis=1), axis=1)
     lo, hi = _interval(boot, level)
     return point, lo, hi
 
@@ -74,16 +93,14 @@ def probability_of_improvement(x_tasks: Sequence[np.ndarray], y_tasks: Sequence[
     Within a task it is the Mann-Whitney U statistic over (m * n) run pairs, ties counted half;
     the bootstrap resamples X's and Y's seeds of each task independently.
     """
-    rng = np.random.default_rng(seed)
-    points, boots = [], []
-    for x, y in zip(x_tasks, y_tasks):
-        x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-        points.append(_poi(x, y))
-        bx = x[rng.integers(0, len(x), size=(n_boot, len(x)))]
-        by = y[rng.integers(0, len(y), size=(n_boot, len(y)))]
-        boots.append(_poi(bx, by))
-    lo, hi = _interval(np.mean(boots, axis=0), level)
-    return float(np.mean(points)), float(lo), float(hi)
+    x_tasks = [np.asarray(x, dtype=float) for x in x_tasks]
+    y_tasks = [np.asarray(y, dtype=float) for y in y_tasks]
+    point = np.mean([_poi(x, y) for x, y in zip(x_tasks, y_tasks)])
+    ix, iy = _indices([x_tasks, y_tasks], np.random.default_rng(seed), n_boot)
+    boot = np.mean([_poi(bx, by) for bx, by in zip(_resample(x_tasks, ix),
+                                                     _resample(y_tasks, iy))], axis=0)
+    lo, hi = _interval(boot, level)
+    return float(point), float(lo), float(hi)
 
 
 def performance_profile(per_task: Sequence[np.ndarray], taus: np.ndarray, seed: int = 0,
