@@ -7,7 +7,10 @@ Checks, in order:
 2. Every image loaded: a copy of the page, with a <base> pointing at the report folder and a
    tiny load handler that writes each image's natural size into the DOM, is dumped after the
    load event; every <img> must report a non-zero size.
-3. A full-page screenshot is not blank (more than one grey level, a share of non-white pixels).
+3. The layout in a 1280 px wide window (the same dump; the handler also writes what it
+   measured): the page does not scroll sideways, every table fits its box or scrolls inside
+   it, the main table fits, and no figure is shown below 80% of its own width.
+4. A full-page screenshot is not blank (more than one grey level, a share of non-white pixels).
 
 Exit 0 when all pass, 1 with the failures listed, 2 when no Chromium binary is found (set
 CHROMIUM to its path). The report folder is only read.
@@ -24,9 +27,19 @@ import tempfile
 from pathlib import Path
 
 BINARIES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+WINDOW = "--window-size=1280,2400"
+MIN_SHOWN = 0.8  # smallest share of its own width a figure may be shown at
 LOAD_PROBE = """<script>window.addEventListener("load", () => {
-  for (const img of document.images)
+  for (const img of document.images) {
     img.setAttribute("data-natural", img.naturalWidth + "x" + img.naturalHeight);
+    img.setAttribute("data-shown", Math.round(img.getBoundingClientRect().width));
+  }
+  for (const t of document.querySelectorAll("table")) {
+    t.setAttribute("data-fits", t.offsetWidth <= t.parentElement.clientWidth);
+    t.setAttribute("data-box", getComputedStyle(t.parentElement).overflowX);
+  }
+  const page = document.documentElement;
+  document.body.setAttribute("data-sideways", page.scrollWidth - page.clientWidth);
 });</script>"""
 
 
@@ -63,17 +76,42 @@ def check(report: Path, binary: str) -> list[str]:
         base = f'<base href="{index.parent.as_uri()}/">'
         probe.write_text(source.replace("<head>", f"<head>{base}", 1)
                          .replace("</body>", LOAD_PROBE + "</body>", 1), encoding="utf-8")
-        dom = chromium(binary, profile, "--dump-dom", probe.as_uri())
+        dom = chromium(binary, profile, WINDOW, "--dump-dom", probe.as_uri())
         for img in re.findall(r"<img\b[^>]*>", dom):
             src = re.search(r'src="([^"]*)"', img)
             size = re.search(r'data-natural="(\d+)x(\d+)"', img)
             if not size or int(size.group(1)) == 0:
                 problems.append(f"image did not load: {src.group(1) if src else img}")
+                continue
+            shown = int(_attr(img, "data-shown") or 0)
+            if shown < MIN_SHOWN * int(size.group(1)):
+                problems.append(f"image squeezed: {src.group(1) if src else img} shown "
+                                f"{shown} px wide, {size.group(1)} px drawn")
+        problems += _layout(dom)
 
         shot = Path(tmp) / "shot.png"
-        chromium(binary, profile, f"--screenshot={shot}", "--window-size=1280,2400",
-                 index.as_uri())
+        chromium(binary, profile, f"--screenshot={shot}", WINDOW, index.as_uri())
         problems += _blank(shot)
+    return problems
+
+
+def _attr(tag: str, name: str) -> str | None:
+    m = re.search(rf'{name}="([^"]*)"', tag)
+    return m.group(1) if m else None
+
+
+def _layout(dom: str) -> list[str]:
+    """What the load handler measured: sideways scrolling, tables wider than their box."""
+    problems = []
+    body = re.search(r"<body\b[^>]*>", dom)
+    sideways = int((_attr(body.group(0), "data-sideways") if body else None) or 0)
+    if sideways > 0:
+        problems.append(f"the page scrolls sideways by {sideways} px in a 1280 px window")
+    for name, table in re.findall(r'data-table="([^"]*)"[^>]*>\s*(<table\b[^>]*>)', dom):
+        fits, box = _attr(table, "data-fits"), _attr(table, "data-box")
+        if fits != "true" and (name == "main" or box not in ("auto", "scroll")):
+            problems.append(f"table {name} is wider than its box (overflow-x: {box}) in a "
+                            "1280 px window")
     return problems
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import re
+import shutil
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -22,7 +24,8 @@ from o2omarl.benchmark.results import scan
 from o2omarl.cli import main
 from o2omarl.reports import build_report, stats
 from o2omarl.reports.cells import by_task, group
-from o2omarl.reports.figures import curve_bands, curve_figure
+from o2omarl.reports.figures import (Band, ablation_bands, curve_bands, curve_figure,
+                                     grid_figure, panel_titles)
 from o2omarl.reports.metrics import run_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,13 +40,15 @@ CURVES = {  # (method, seed) -> test win rate every 10 env steps, budget 100
 
 def make_run(runs_dir: Path, method: str, seed: int, win_rates, budget: int = 100,
              state: str = "done", error: str | None = None, map_name: str = "3m",
-             tier: str = "heuristic-v0", train=None) -> Path:
-    """A run folder as `bench run` writes it: evaluations evenly spread over the budget."""
+             tier: str = "heuristic-v0", train=None, config: dict | None = None) -> Path:
+    """A run folder as `bench run` writes it: evaluations evenly spread over the budget;
+    `config`, the method's settings (config.json's "config")."""
     path = runs_dir / map_name / tier / method / f"seed_{seed}"
     path.mkdir(parents=True)
     (path / "config.json").write_text(json.dumps({
         "method": method, "map": map_name, "backend": "smax", "seed": seed, "steps": budget,
-        "pretrain_steps": 10, "dataset": f"smax/{map_name}/{tier}"}))
+        "pretrain_steps": 10, "dataset": f"smax/{map_name}/{tier}",
+        **({"config": config} if config else {})}))
     (path / "status.json").write_text(json.dumps({"state": state, "error": error}))
     steps = np.linspace(0, budget, len(win_rates))
     rows = []
@@ -149,21 +154,21 @@ def test_different_budgets_are_not_pooled(report):
     assert int(long["seeds"]) == 1 and float(long["auc_mean"]) == pytest.approx(0.5)
     assert int(main_row(report, "ovmse", budget=100)["seeds"]) == 2
     md = (report / "tables" / "main.md").read_text()
-    assert "| 3m | smax/3m/heuristic-v0 | ovmse | 200 |" in md
+    assert "| 3m | smax/3m/heuristic-v0 | 200 | 10 | OVMSE | 1 |" in md
 
 
 def test_best_method_is_bold_per_task(report):
     auc_ovmse = float(main_row(report, "ovmse")["auc_mean"])
     md = (report / "tables" / "main.md").read_text()
     tex = (report / "tables" / "main.tex").read_text()
-    ovmse_line = next(x for x in md.splitlines() if "| ovmse | 100 |" in x)
-    ftqmix_line = next(x for x in md.splitlines() if "| ft-qmix | 100 |" in x)
+    ovmse_line = next(x for x in md.splitlines() if "| 100 | 10 | OVMSE |" in x)
+    ftqmix_line = next(x for x in md.splitlines() if "| 100 | 10 | FT-QMIX |" in x)
     assert f"**{auc_ovmse:.3f} [" in ovmse_line
     assert "**" in ftqmix_line  # tie on win rate before: both bold
     assert not any(f"**{v}" in ftqmix_line for v in ("0.2", "0.1"))  # AUC, after: not best
-    assert rf"\textbf{{{auc_ovmse:.3f} [" in tex
+    assert rf"\textbf{{{auc_ovmse:.3f} {{\scriptsize [" in tex
     # the budget-200 row is its own group of one: nothing to compare, nothing bold
-    assert "**" not in next(x for x in md.splitlines() if "| ovmse | 200 |" in x)
+    assert "**" not in next(x for x in md.splitlines() if "| 200 | 10 | OVMSE |" in x)
 
 
 def test_aggregates_and_improvement(report):
@@ -195,7 +200,7 @@ def test_curve_figure_has_one_line_per_method(store):
     fig = curve_figure(curve_bands(task_cells, "test_win_rate"), "test win rate", task.label,
                        True)
     lines = fig.axes[0].get_lines()
-    assert [ln.get_label() for ln in lines] == ["ft-qmix (2 seeds)", "ovmse (2 seeds)"]
+    assert [ln.get_label() for ln in lines] == ["FT-QMIX (2 seeds)", "OVMSE (2 seeds)"]
     ovmse = lines[1]
     np.testing.assert_allclose(ovmse.get_ydata(),
                                np.mean([CURVES["ovmse", 0], CURVES["ovmse", 1]], axis=0))
@@ -206,10 +211,10 @@ def test_curve_figure_has_one_line_per_method(store):
 def test_figures_are_png_and_pdf(report):
     figs = sorted((report / "figures").iterdir())
     names = {f.stem for f in figs}
-    assert {"win_smax-3m-heuristic-v0_b100_p10", "return_smax-3m-heuristic-v0_b100_p10",
-            "ablation_smax-3m-heuristic-v0_b100_p10", "win_smax-3m-heuristic-v0_b200_p10",
-            "profile"} <= names
-    assert "ablation_smax-3m-heuristic-v0_b200_p10" not in names  # one ablation method only
+    assert names == {"win_smax-3m-heuristic-v0_b100_p10", "return_smax-3m-heuristic-v0_b100_p10",
+                     "win_smax-3m-heuristic-v0_b200_p10", "return_smax-3m-heuristic-v0_b200_p10",
+                     "grid_win", "profile"}
+    # no ablation figure: with ovmse and ft-qmix alone it would repeat the learning curves
     for f in figs:
         assert f.read_bytes().startswith(PNG if f.suffix == ".png" else PDF), f
     assert not [f for f in report.rglob("*.tmp")]
@@ -231,7 +236,7 @@ class _Refs(HTMLParser):
 def test_index_html_references_existing_files(report):
     refs = _Refs()
     refs.feed((report / "index.html").read_text())
-    assert len(refs.imgs) == 6  # 2 tasks x (win, return), 1 ablation, 1 profile
+    assert len(refs.imgs) == 6  # 2 tasks x (win, return), the grid, the profile
     for src in refs.imgs:
         assert not src.startswith(("/", "http")), src
         assert (report / src).read_bytes().startswith(PNG), src
@@ -241,16 +246,36 @@ def test_index_html_references_existing_files(report):
     assert all(f"]({src})" in md for src in refs.imgs)
 
 
-def test_html_renders_in_chromium(report):
+def check_html(folder: Path) -> subprocess.CompletedProcess:
+    """scripts/check_report_html.py on a report folder; skips the test without Chromium."""
     sys.path.insert(0, str(ROOT / "scripts"))
     from check_report_html import find_chromium
 
     if find_chromium() is None:
         pytest.skip("no chromium binary (apt-get install chromium, or set CHROMIUM)")
-    res = subprocess.run([sys.executable, str(ROOT / "scripts" / "check_report_html.py"),
-                          str(report)], check=False, capture_output=True, text=True,
-                         timeout=300)
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "check_report_html.py"),
+                           str(folder)], check=False, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_html_renders_in_chromium(report):
+    res = check_html(report)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_html_check_fails_on_a_squeezed_figure_and_a_table_wider_than_the_window(report,
+                                                                                   tmp_path):
+    """The layout the report fixed, undone by a style sheet: the check must say so."""
+    bad = tmp_path / "bad"
+    shutil.copytree(report, bad)
+    page = (bad / "index.html").read_text()
+    undo = "figure.full { max-width: 400px; } td { padding: 0 6em; } .wide { overflow-x: visible; }"
+    (bad / "index.html").write_text(page.replace("</style>", undo + "\n</style>"))
+    res = check_html(bad)
+    assert res.returncode == 1
+    assert "FAIL image squeezed: figures/profile.png shown 400 px wide" in res.stdout
+    assert "FAIL table main is wider than its box" in res.stdout
+    assert "FAIL the page scrolls sideways" in res.stdout
 
 
 def bench_report(capsys, *args) -> tuple[int, str]:
@@ -274,6 +299,9 @@ def test_cli_bad_input(store, tmp_path, capsys):
     code, err = bench_report(capsys, "--runs-dir", str(store), "--out", str(out),
                              "--method", "qmix")
     assert code == 2 and "'qmix'" in err and err.endswith("methods with runs: ft-qmix, ovmse")
+    code, err = bench_report(capsys, "--runs-dir", str(store), "--runs-dir",
+                             str(tmp_path / "none2"), "--out", str(out))
+    assert code == 2 and "'" + str(tmp_path / "none2") + "' does not exist" in err
     code, err = bench_report(capsys, "--runs-dir", str(store), "--out", str(out),
                              "--format", "png,svg")
     assert code == 2 and err == "error: unknown format 'svg'; accepted: png, pdf"
@@ -343,10 +371,204 @@ def test_report_prints_na_with_the_evaluation_count_and_warns_below_three_seeds(
     build_report(runs, tmp_path / "out", formats=["png"], n_boot=50)
     md = (tmp_path / "out" / "index.md").read_text()
     table = (tmp_path / "out" / "tables" / "main.md").read_text()
-    rows = {line.split("|")[3].strip(): line for line in table.splitlines()[2:]}
-    for method in ("ovmse", "ft-qmix"):
+    rows = {line.split("|")[5].strip(): line for line in table.splitlines()[2:]}
+    for method in ("OVMSE", "FT-QMIX"):
         cells = [c.strip() for c in rows[method].split("|")]
         assert "n/a (2 evaluations)" in cells  # win rate after
         assert "n/a (1 evaluation)" in cells  # unlearning drop
     assert "**n/a" not in table
     assert "fewer than 3 seeds" in md
+
+
+
+# -- paper-ready output: layout, LaTeX, display names, no repeated figures, several stores --
+def test_main_table_html_folds_the_task_into_group_rows(report):
+    """13 one-line columns did not fit a 1280 px window: in the page the task (map, dataset,
+    budget, pretraining) is a row spanning the table and each interval a second line, leaving
+    method, seeds and 7 metrics; whatever is still too wide scrolls inside its own box."""
+    page = (report / "index.html").read_text()
+    main_html = page[page.index('data-table="main"'):]
+    main_html = main_html[:main_html.index("</table>")]
+    heads = re.findall(r"<th>(.*?)</th>", main_html)
+    assert heads[:4] == ["method", "seeds", "win rate before \u2191", "win rate after \u2191"]
+    assert len(heads) == 9 and "unlearning drop \u2193" in heads
+    assert re.findall(r'<tr class="group"><td colspan="9">(.*?)</td>', main_html) == [
+        "map 3m, dataset smax/3m/heuristic-v0, budget 100, pretrain 10",
+        "map 3m, dataset smax/3m/heuristic-v0, budget 200, pretrain 10"]
+    assert '<td>0.500<br><span class="ci">[0.500, 0.500]</span></td>' in main_html
+    assert re.search(r"\.wide \{[^}]*overflow-x: auto", page)
+    # Markdown keeps every column on every row (it is also read as text), with the arrows
+    md = (report / "tables" / "main.md").read_text().splitlines()
+    assert md[0].startswith("| map | dataset | budget | pretrain | method | seeds | win rate "
+                            "before \u2191 |") and "| AUC \u2191 |" in md[0]
+
+
+def test_wide_figures_get_a_row_of_their_own(report):
+    """The profiles (two panels) were squeezed into a half-width box; a figure that would be
+    shown below 80% of its width there is shown full width."""
+    from PIL import Image
+
+    from o2omarl.reports.build import HALF_WIDTH_PX
+
+    page = (report / "index.html").read_text()
+    full = set()
+    for cls, src in re.findall(r'<figure( class="full")?><img src="([^"]+)"', page):
+        with Image.open(report / src) as img:
+            assert bool(cls) == (0.8 * img.width > HALF_WIDTH_PX), src
+        if cls:
+            full.add(src)
+    assert full == {"figures/profile.png"}  # the grid of 2 panels (600 px) fits a half box
+    assert re.search(r"figure\.full \{[^}]*max-width: 100%", page)
+
+
+def test_latex_tables_have_caption_label_arrows_and_display_names(report):
+    tex = (report / "tables" / "main.tex").read_text()
+    lines = tex.splitlines()
+    assert lines[1] == r"\begin{table*}[t]" and lines[-1] == r"\end{table*}"  # 9 columns
+    assert lines[4].startswith(r"\caption{Per task and method: mean over seeds [95\% bootstrap")
+    assert lines[4].endswith(r"$\uparrow$/$\downarrow$: higher/lower is better.}")
+    assert lines[5] == r"\label{tab:main}"
+    header = next(x for x in lines if x.startswith("method & seeds & "))
+    assert header.split(" & ")[2:5] == [r"win rate before $\uparrow$",
+                                        r"win rate after $\uparrow$", r"AUC $\uparrow$"]
+    assert r"unlearning drop $\downarrow$" in header and r"steps to 80\% $\downarrow$" in header
+    assert (r"\multicolumn{9}{l}{\textit{map 3m, dataset smax/3m/heuristic-v0, budget 200, "
+            r"pretrain 10}} \\") in lines
+    assert any(x.startswith(r"OVMSE & 1 & 0.500 {\scriptsize [0.500, 0.500]} & ") for x in lines)
+    improvement = (report / "tables" / "improvement.tex").read_text()
+    assert r"\begin{table}[t]" in improvement and r"\label{tab:improvement}" in improvement
+    assert r"OVMSE > FT-QMIX & 1 & " in improvement
+    assert r"P(improvement) AUC $\uparrow$" in improvement
+    # the CSV keeps the method ids, for scripts
+    assert [r["method"] for r in read_csv(report / "tables" / "main.csv")] == [
+        "ft-qmix", "ovmse", "ovmse"]
+
+
+def test_names_option_renames_methods_in_tables(store, tmp_path):
+    out = tmp_path / "out"
+    main(["report", "--runs-dir", str(store), "--out", str(out), "--format", "png",
+          "--names", "ovmse=Ours", "--names", "ft-qmix=Fine-tuned,qmix=From scratch"])
+    md = (out / "tables" / "main.md").read_text()
+    assert "| Ours | 2 |" in md and "| Fine-tuned | 2 |" in md and "OVMSE" not in md
+    assert r"Ours > Fine-tuned & 1 &" in (out / "tables" / "improvement.tex").read_text()
+    assert "| Ours | 2 | 3 |" in (out / "tables" / "aggregate.md").read_text()
+
+
+@pytest.mark.parametrize("names, message", [
+    ("ovmse", "--names expects METHOD=NAME pairs separated by commas (e.g. "
+              "ovmse=OVMSE,ft-qmix=FT-QMIX), got 'ovmse'"),
+    ("ovmse=Ours,=X", "--names expects METHOD=NAME pairs separated by commas (e.g. "
+                      "ovmse=OVMSE,ft-qmix=FT-QMIX), got '=X'"),
+    ("ovmes=Ours", "unknown method in --names 'ovmes' (did you mean 'ovmse'?); accepted: "
+                   "cql-ft, ft-qmix, hybrid, ovm, ovmse, qmix, se"),
+    ("ovmse=FT-QMIX", "--names shows 'ft-qmix' and 'ovmse' both as 'FT-QMIX'; give each its "
+                      "own name"),
+])
+def test_bad_names_are_one_line_and_write_nothing(store, tmp_path, capsys, names, message):
+    out = tmp_path / "out"
+    code, err = bench_report(capsys, "--runs-dir", str(store), "--out", str(out),
+                             "--names", names)
+    assert code == 2 and err == f"error: {message}"
+    assert not out.exists()
+
+
+def test_display_names_of_variants():
+    from o2omarl.reports.cells import display_name
+
+    assert display_name("ovmse") == "OVMSE"
+    assert display_name("ft-qmix_eps0.2") == "FT-QMIX eps0.2"  # a variant keeps its suffix
+    assert display_name("ft-qmix_eps0.2", {"ft-qmix_eps0.2": "FT-QMIX (low eps)"}) == \
+        "FT-QMIX (low eps)"
+    assert display_name("mine") == "mine"
+
+
+@pytest.mark.parametrize("methods, drawn", [
+    (["ft-qmix", "ovmse"], []),  # one OVMSE variant: the learning curves already show it
+    (["ft-qmix", "ovm", "se", "ovmse"], []),  # the ablation's methods are all that ran
+    (["qmix", "ft-qmix", "ovm", "ovmse"], ["ft-qmix", "ovm", "ovmse"]),
+    (["qmix", "ovmse", "ovmse_lambda0.5"], ["ovmse", "ovmse_lambda0.5"]),
+])
+def test_ablation_figure_only_when_it_differs_from_the_learning_curves(methods, drawn):
+    x = np.zeros(2)
+    assert [b.method for b in ablation_bands([Band(m, m, x, x, x, x) for m in methods])] == drawn
+
+
+def test_one_task_report_has_its_ablation_and_no_grid(tmp_path):
+    runs = tmp_path / "runs"
+    for method in ("qmix", "ft-qmix", "ovm", "ovmse"):
+        make_run(runs, method, 0, CURVES["ovmse", 0])
+    build_report(runs, tmp_path / "out", formats=["png"], n_boot=50, say=lambda _: None)
+    task = "smax-3m-heuristic-v0_b100_p10"
+    assert {f.stem for f in (tmp_path / "out" / "figures").iterdir()} == {
+        f"win_{task}", f"return_{task}", f"ablation_{task}", "profile"}  # a grid would repeat
+
+
+def test_grid_figure_has_one_panel_per_task_a_shared_legend_and_one_colour_per_method(store):
+    cells, _ = group(scan(store))
+    tasks = by_task(cells)
+    titles = panel_titles(list(tasks))
+    assert titles == ["3m, heuristic-v0\n100 steps, 10 pretraining",
+                      "3m, heuristic-v0\n200 steps, 10 pretraining"]
+    panels = [(t, curve_bands(c, "test_win_rate")) for t, c in zip(titles, tasks.values())]
+    fig = grid_figure(panels)
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in axes] == titles
+    assert [len(ax.get_lines()) for ax in axes] == [2, 1]
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["FT-QMIX", "OVMSE"]
+    assert axes[0].get_lines()[1].get_color() == axes[1].get_lines()[0].get_color()  # ovmse
+    # rows filled evenly: 4 tasks as 2 x 2, 5 as 2 x 3 with one panel hidden
+    for n, shape, hidden in ((4, (2, 2), 0), (5, (2, 3), 1)):
+        fig = grid_figure([(str(i), panels[0][1]) for i in range(n)])
+        assert fig.axes[0].get_subplotspec().get_geometry()[:2] == shape
+        assert sum(not ax.get_visible() for ax in fig.axes) == hidden
+
+
+def test_several_run_stores_pool_the_seeds_of_one_experiment(store, tmp_path):
+    """Seeds of one method and settings split over stores (two machines) pool; a store given
+    twice counts once."""
+    other = tmp_path / "other"
+    make_run(other, "ovmse", 2, CURVES["ovmse", 0])
+    out = tmp_path / "out"
+    main(["report", "--runs-dir", str(store), "--runs-dir", str(other), "--runs-dir",
+          str(store), "--out", str(out), "--format", "png"])
+    row = main_row(out, "ovmse")
+    assert row["seeds"] == "3" and row["seed_list"] == "0 1 2"
+    assert float(row["auc_mean"]) == pytest.approx(
+        np.mean([auc(CURVES["ovmse", s]) for s in (0, 1, 0)]))
+    (excluded,) = read_csv(out / "tables" / "not_included.csv")  # named with its store
+    assert excluded["run"] == str(store / "3m" / "heuristic-v0" / "ft-qmix" / "seed_2")
+    assert f"runs from {store}, {other}:" in (out / "index.md").read_text()
+
+
+def test_one_method_with_other_settings_in_two_stores_becomes_two_variants(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for s in (0, 1):
+        make_run(a, "ft-qmix", s, CURVES["ft-qmix", s], config={"eps_start": 1.0, "lr": 1e-3})
+        make_run(b, "ft-qmix", s, CURVES["ovmse", s], config={"eps_start": 0.2, "lr": 1e-3})
+        make_run(a, "ovmse", s, CURVES["ovmse", s], config={"eps_start": 0.2, "lr": 1e-3})
+    out = tmp_path / "out"
+    build_report([a, b], out, formats=["png"], n_boot=50, say=lambda _: None)
+    rows = {r["method"]: r for r in read_csv(out / "tables" / "main.csv")}
+    assert list(rows) == ["ft-qmix_eps_start:0.2", "ft-qmix_eps_start:1.0", "ovmse"]
+    assert float(rows["ft-qmix_eps_start:0.2"]["auc_mean"]) == pytest.approx(
+        np.mean([auc(CURVES["ovmse", s]) for s in (0, 1)]))
+    assert rows["ft-qmix_eps_start:1.0"]["seed_list"] == "0 1"
+    md = (out / "tables" / "main.md").read_text()
+    assert "| FT-QMIX eps_start:0.2 | 2 |" in md and "| FT-QMIX eps_start:1.0 | 2 |" in md
+    assert ("named by the settings that differ: ft-qmix_eps_start:0.2, "
+            "ft-qmix_eps_start:1.0.") in (out / "index.md").read_text()
+
+
+def test_one_seed_in_two_stores_is_refused(store, tmp_path, capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(store / "3m", copy / "3m")
+    out = tmp_path / "out"
+    code, err = bench_report(capsys, "--runs-dir", str(store), "--runs-dir", str(copy),
+                             "--out", str(out))
+    run = Path("3m", "heuristic-v0", "ft-qmix", "seed_0")
+    assert code == 2 and err == (
+        "error: seed 0 of ft-qmix on 3m, heuristic-v0 (100 env steps, 10 pretraining updates) "
+        f"is in two run folders, {store / run} and {copy / run}; pooling would count it twice: "
+        "give --runs-dir only one of them")
+    assert not out.exists()

@@ -195,28 +195,36 @@ def _parse_overrides(items) -> dict:
 
 
 @cli.command()
-@click.option("--runs-dir", type=click.Path(file_okay=False), default="runs", show_default=True)
+@click.option("--runs-dir", "runs_dirs", type=click.Path(file_okay=False), multiple=True,
+              default=["runs"], show_default=True,
+              help="Run store (repeatable: the stores' runs are pooled).")
 @click.option("--out", type=click.Path(file_okay=False), default="reports", show_default=True,
               help="Folder for index.html/index.md, tables/ and figures/.")
 @click.option("--map", "maps", multiple=True, help="Only this map (repeatable).")
 @click.option("--method", "methods", multiple=True, help="Only this method (repeatable).")
 @click.option("--format", "formats", default="png,pdf", show_default=True,
               help="Figure formats, comma-separated: png, pdf.")
-def report(runs_dir, out, maps, methods, formats):
+@click.option("--names", multiple=True, metavar="METHOD=NAME,...",
+              help="Display names in tables and figures, over the built-in ones (OVMSE, "
+                   "FT-QMIX, ...), e.g. --names ovmse=Ours,ft-qmix=Fine-tuned.")
+def report(runs_dirs, out, maps, methods, formats, names):
     """Tables and figures of every finished run, and an index page showing them all.
 
     Unfinished and failed runs are listed apart, never averaged in; runs with different
-    datasets, budgets or pretraining lengths are never pooled.
+    datasets, budgets or pretraining lengths are never pooled, nor runs of one method with
+    other settings (they become variants named by what differs).
 
     \b
     Examples:
       bench report                                  # runs/ -> reports/index.html
       bench report --map 3m --method ovmse --method ft-qmix --format png --out reports/3m
+      bench report --runs-dir runs/a --runs-dir runs/b --names ovmse=Ours
     """
     from o2omarl.reports import build_report
+    from o2omarl.reports.build import parse_names
 
-    index = build_report(runs_dir, out, list(maps) or None, list(methods) or None,
-                         formats.split(","), say=click.echo)
+    index = build_report(list(runs_dirs), out, list(maps) or None, list(methods) or None,
+                         formats.split(","), say=click.echo, names=parse_names(names))
     click.echo(f"report: {index} (and {index.with_suffix('.md').name})")
 
 

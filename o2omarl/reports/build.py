@@ -4,7 +4,8 @@ Output (under `out`):
 
     index.md, index.html            every table and figure, one-line captions (written last)
     tables/<name>.{md,tex,csv}      main, aggregate, improvement, datasets, not_included
-    figures/<name>.{png,pdf}        win_<task>, return_<task>, ablation_<task>, profile
+    figures/<name>.{png,pdf}        win_<task>, return_<task>, ablation_<task>, grid_win,
+                                    profile
 
 Every file is written to a temporary name in its folder and renamed into place, so a killed
 report leaves old or new files, never half-written ones. Files of an earlier report that this
@@ -22,16 +23,20 @@ from o2omarl import atomic
 from o2omarl.benchmark.results import RunRecord, scan_store
 from o2omarl.errors import BenchError, UsageError, one_of
 from o2omarl.reports import figures, stats, tables
-from o2omarl.reports.cells import by_task, group
+from o2omarl.reports.cells import DISPLAY_NAMES, by_task, display_name, group
 from o2omarl.reports.tables import Table
 
 FORMATS = ("png", "pdf")
+# Figures sit two a row, each at most this wide in the page; one that would shrink below 80%
+# of its own width there (the profiles, the grid) gets a row of its own at full size.
+HALF_WIDTH_PX = 570
 
 
 @dataclass
 class _Figure:
     stem: str  # path relative to the report folder, without the suffix
     caption: str
+    full: bool = False  # shown a row of its own, at its own size
 
 
 @dataclass
@@ -57,41 +62,90 @@ def check_formats(formats: Iterable[str]) -> list[str]:
     return chosen
 
 
-def select_runs(runs_dir: Path, maps=None, methods=None) -> list[RunRecord]:
-    """The runs of the store that match the filters; a filter that matches nothing is an error
-    naming the value and what exists."""
-    runs = scan_store(runs_dir)
+def parse_names(items: Iterable[str]) -> dict[str, str]:
+    """`--names ovmse=OVMSE,ft-qmix=FT-QMIX` (repeatable) as {method: display name}."""
+    names = {}
+    for item in (i for text in items for i in text.split(",")):
+        method, sep, name = (x.strip() for x in item.partition("="))
+        if not (sep and method and name):
+            raise UsageError(f"--names expects METHOD=NAME pairs separated by commas "
+                             f"(e.g. ovmse=OVMSE,ft-qmix=FT-QMIX), got {item.strip()!r}")
+        names[method] = name
+    return names
+
+
+def _display_names(names: dict[str, str], methods: set[str]) -> dict[str, str]:
+    """DISPLAY_NAMES with the user's `names` over it, for a report of `methods`. A name for a
+    method that is neither in the runs nor a known method is a typo; two methods shown under
+    one name are refused."""
+    accepted = sorted(set(DISPLAY_NAMES) | methods)
+    for method in names:
+        if method not in accepted:
+            raise one_of("method in --names", method, accepted)
+    merged = {**DISPLAY_NAMES, **names}
+    seen: dict[str, str] = {}
+    for method in sorted(methods):
+        other = seen.setdefault(display_name(method, merged), method)
+        if other != method:
+            raise UsageError(f"--names shows {other!r} and {method!r} both as "
+                             f"{display_name(method, merged)!r}; give each its own name")
+    return merged
+
+
+def select_runs(runs_dirs: list[Path], maps=None, methods=None) -> list[RunRecord]:
+    """The runs of the stores that match the filters; a filter that matches nothing is an
+    error naming the value and what exists. A run folder reached through two stores (one
+    inside the other, or one given twice) counts once."""
+    runs, seen = [], set()
+    for runs_dir in runs_dirs:
+        for r in scan_store(runs_dir):
+            if r.path.resolve() not in seen:
+                seen.add(r.path.resolve())
+                runs.append(r)
+    where = ", ".join(map(str, runs_dirs))
     for what, wanted, attr in (("map", maps, "map"), ("method", methods, "method")):
         have = sorted({getattr(r, attr) for r in runs} - {"?"})  # "?": a damaged config
         for w in wanted or ():
             if w not in have:
-                raise UsageError(f"no runs for {what} {w!r} in {runs_dir}; "
+                raise UsageError(f"no runs for {what} {w!r} in {where}; "
                                  f"{what}s with runs: {', '.join(have)}")
     chosen = [r for r in runs if (not maps or r.map in maps)
               and (not methods or r.method in methods)]
     if not chosen:
-        raise UsageError(f"no run in {runs_dir} is on map {', '.join(maps)} with method "
-                         f"{', '.join(methods)}; see `bench runs list --runs-dir {runs_dir}`")
+        raise UsageError(f"no run in {where} is on map {', '.join(maps)} with method "
+                         f"{', '.join(methods)}; see `bench runs list --runs-dir "
+                         f"{runs_dirs[0]}`")
     return chosen
 
 
 def build_report(runs_dir="runs", out="reports", maps=None, methods=None,
                  formats=FORMATS, say: Callable[[str], None] = print, seed: int = 0,
-                 n_boot: int = stats.N_BOOT) -> Path:
-    """Write every table and figure of the runs in `runs_dir` to `out`; return index.html.
+                 n_boot: int = stats.N_BOOT, names: dict[str, str] | None = None) -> Path:
+    """Write every table and figure of the runs in `runs_dir` (one store or a list of them,
+    pooled) to `out`; return index.html.
 
     Only finished runs are averaged; the others are listed in the not-included table.
-    `seed` and `n_boot` set the bootstrap (a fresh generator per interval).
+    `seed` and `n_boot` set the bootstrap (a fresh generator per interval). `names` maps
+    methods to display names over DISPLAY_NAMES (`parse_names` reads `--names`).
     """
-    runs_dir, out = Path(runs_dir), Path(out)
+    stores: list[Path] = []
+    for d in [runs_dir] if isinstance(runs_dir, (str, Path)) else runs_dir:
+        if Path(d).resolve() not in {s.resolve() for s in stores}:  # a store given twice
+            stores.append(Path(d))
+    out = Path(out)
     formats = check_formats(formats)
-    runs = select_runs(runs_dir, maps, methods)
+    runs = select_runs(stores, maps, methods)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {str(out)!r} is a file, not a folder")
     cells, excluded = group(runs)
-    intro = (f"{len(runs)} runs from {runs_dir}: {sum(len(c.runs) for c in cells)} finished "
-             f"in {len(cells)} cells (map, dataset, method, budget, pretraining), "
-             f"{len(excluded)} not included.")
+    names = _display_names(names or {}, {r.method for r in runs} | {c.method for c in cells})
+    intro = (f"{len(runs)} runs from {', '.join(map(str, stores))}: "
+             f"{sum(len(c.runs) for c in cells)} finished in {len(cells)} cells (map, dataset, "
+             f"method, budget, pretraining), {len(excluded)} not included.")
+    variants = sorted({c.method for c in cells if c.method != c.runs[0].method})
+    if variants:
+        intro += (" Runs of one method with other settings on one task are shown apart, "
+                  f"named by the settings that differ: {', '.join(variants)}.")
     say(intro)
     try:
         (out / "tables").mkdir(parents=True, exist_ok=True)
@@ -108,13 +162,14 @@ def build_report(runs_dir="runs", out="reports", maps=None, methods=None,
         for fmt in formats:
             _atomic(out / f"{stem}.{fmt}", lambda tmp, fmt=fmt: fig.savefig(
                 tmp, format=fmt, metadata={"CreationDate": None} if fmt == "pdf" else None))
-        return _Figure(stem, caption)
+        width_px = fig.get_figwidth() * fig.dpi
+        return _Figure(stem, caption, full=0.8 * width_px > HALF_WIDTH_PX)
 
-    curves, ablations = [], []
+    curves, ablations, grid = [], [], []
     for task, task_cells in by_task(cells).items():
         for column, name, unit in (("test_win_rate", "win", True),
                                    ("test_return", "return", False)):
-            bands = figures.curve_bands(task_cells, column, seed, n_boot)
+            bands = figures.curve_bands(task_cells, column, seed, n_boot, names)
             if not bands:
                 continue
             label = "test win rate" if unit else "test return (max ~20)"
@@ -122,33 +177,43 @@ def build_report(runs_dir="runs", out="reports", maps=None, methods=None,
                                  f"figures/{name}_{task.slug}",
                                  f"{task.label}: {label}, mean over seeds with 95% bootstrap "
                                  "band; the marker at step 0 is the offline policy."))
-            # A labelled variant (ft-qmix_eps0.2, benchmarks/unlearning.py) joins its method.
-            part = [b for b in bands if b.method.split("_")[0] in figures.ABLATION]
-            if unit and len(part) >= 2:
+            part = figures.ablation_bands(bands) if unit else []
+            if part:
                 ablations.append(figure(
                     figures.curve_figure(part, label, f"Ablation: {task.label}", True),
                     f"figures/ablation_{task.slug}",
-                    f"{task.label}: OVMSE and its ablations (ovm = without SE, se = without "
-                    "OVM, ft-qmix = neither)."))
+                    f"{task.label}: OVMSE and its ablations (OVM = without SE, SE = without "
+                    "OVM, FT-QMIX = neither)."))
+            if unit:
+                grid.append((task, bands))
         say(f"figures for {task.label}")
+    if len(grid) >= 2:  # with one task the grid would repeat its learning-curve figure
+        titles = figures.panel_titles([t for t, _ in grid])
+        curves.insert(0, figure(
+            figures.grid_figure([(title, b) for title, (_, b) in zip(titles, grid)], names),
+            "figures/grid_win", "Test win rate on every task, one panel each (for a paper): "
+            "mean over seeds with 95% bootstrap band; the marker at step 0 is the offline "
+            "policy; seeds per method and task in the main table."))
 
-    across = [table(tables.aggregate_table(cells, seed, n_boot)),
-              table(tables.improvement_table(cells, seed=seed, n_boot=n_boot))]
+    across = [table(tables.aggregate_table(cells, seed, n_boot, names)),
+              table(tables.improvement_table(cells, seed=seed, n_boot=n_boot, names=names))]
     if cells:
-        panels = {name: figures.profile_bands(cells, key, seed, n_boot)
+        panels = {name: figures.profile_bands(cells, key, seed, n_boot, names)
                   for key, name in tables.AGGREGATE_METRICS}
         across.append(figure(figures.profile_figure(panels), "figures/profile",
                              "Performance profiles: fraction of runs (all tasks pooled) whose "
                              "score exceeds each threshold, with 95% stratified bootstrap band."))
     dataset_ids = sorted({r.dataset for r in runs if r.dataset})
     sections = [
-        _Section("Main table", [table(tables.main_table(cells, seed, n_boot))]),
+        _Section("Main table", [table(tables.main_table(cells, seed, n_boot, names))]),
         _Section("Learning curves", curves, "No finished run."),
         _Section("Ablation", ablations,
-                 "Needs at least two of ovmse, ovm, se, ft-qmix on one task."),
+                 "Drawn for a task with at least two of ovmse, ovm, se and a method outside "
+                 "the ablation (ovmse, ovm, se, ft-qmix); where the ablation's methods are all "
+                 "that ran, the learning curves above are the ablation."),
         _Section("Across tasks", across),
         _Section("Datasets", [table(tables.dataset_table(dataset_ids))]),
-        _Section("Not included", [table(tables.excluded_table(excluded, runs_dir))]),
+        _Section("Not included", [table(tables.excluded_table(excluded, stores))]),
     ]
     intro += f" Intervals: 95% percentile bootstrap, {n_boot} resamples, seed {seed}."
     few = sorted({len(c.runs) for c in cells if len(c.runs) < 3})
@@ -184,7 +249,7 @@ def _index_md(sections: list[_Section], intro: str, formats: list[str]) -> str:
         for item in s.items:
             if isinstance(item, Table):
                 files = ", ".join(f"[{k}]({p})" for k, p in _files(item))
-                lines += [f"{item.caption} ({files})", ""]
+                lines += [f"{item.legend()} ({files})", ""]
                 lines += [item.markdown().rstrip("\n") if item.rows else "None.", ""]
             else:
                 if "png" in formats:
@@ -194,14 +259,21 @@ def _index_md(sections: list[_Section], intro: str, formats: list[str]) -> str:
     return "\n".join(lines)
 
 
-_STYLE = """body { font-family: sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; }
-table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 1.5em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; white-space: nowrap; }
-.wide { overflow-x: auto; }
-th { background: #f2f2f2; }
-figure { display: inline-block; margin: 0.5em; vertical-align: top; max-width: 570px; }
-figcaption, .caption { font-size: 0.9em; color: #333; }
-img { max-width: 100%; }"""
+# Tables: the task of a row group is a spanning row and each interval a second, smaller line,
+# so the main table fits a 1280 px window; whatever is still wider scrolls inside its own
+# box (.wide), never the page. Headers may wrap; cells do not.
+_STYLE = f"""body {{ font-family: sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; }}
+table {{ border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 1.5em; }}
+th, td {{ border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; vertical-align: top; }}
+td {{ white-space: nowrap; }}
+.wide {{ overflow-x: auto; max-width: 100%; }}
+th {{ background: #f2f2f2; }}
+tr.group td {{ background: #fafafa; font-style: italic; }}
+.ci {{ font-size: 0.85em; color: #555; }}
+figure {{ display: inline-block; margin: 0.5em; vertical-align: top; max-width: {HALF_WIDTH_PX}px; }}
+figure.full {{ display: block; max-width: 100%; }}
+figcaption, .caption {{ font-size: 0.9em; color: #333; }}
+img {{ max-width: 100%; }}"""
 
 
 def _index_html(sections: list[_Section], intro: str, formats: list[str]) -> str:
@@ -216,14 +288,15 @@ def _index_html(sections: list[_Section], intro: str, formats: list[str]) -> str
         for item in s.items:
             if isinstance(item, Table):
                 files = ", ".join(f'<a href="{esc(p)}">{k}</a>' for k, p in _files(item))
-                parts.append(f'<p class="caption">{esc(item.caption)} ({files})</p>')
-                parts.append(f'<div class="wide">{item.html()}</div>' if item.rows
-                             else "<p>None.</p>")
+                parts.append(f'<p class="caption">{esc(item.legend())} ({files})</p>')
+                parts.append(f'<div class="wide" data-table="{esc(item.name)}">{item.html()}'
+                             "</div>" if item.rows else "<p>None.</p>")
             else:
                 files = ", ".join(f'<a href="{esc(item.stem)}.{f}">{f}</a>' for f in formats)
                 img = (f'<img src="{esc(item.stem)}.png" alt="{esc(item.caption)}">'
                        if "png" in formats else "")
-                parts.append(f"<figure>{img}<figcaption>{esc(item.caption)} ({files})"
+                cls = ' class="full"' if item.full else ""
+                parts.append(f"<figure{cls}>{img}<figcaption>{esc(item.caption)} ({files})"
                              "</figcaption></figure>")
     parts += ["</body>", "</html>", ""]
     return "\n".join(parts)

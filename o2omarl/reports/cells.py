@@ -3,24 +3,52 @@
 A cell is every finished seed of one (map, dataset, method, budget, pretrain_steps); a task is
 a map + dataset at one budget and pretraining length, the unit inside which methods are
 compared (one figure, one bold row group). Runs that differ in any of these are never pooled.
+
+A method's runs on one task pool only when their settings match (config.json's method and
+`config`). Runs of one name with other settings (the same method from two run stores, say
+ft-qmix with eps_start 1.0 and 0.2) become variants named after what differs,
+`ft-qmix_eps_start:1.0` and `ft-qmix_eps_start:0.2`, the way a labelled variant
+(`ft-qmix_eps0.2`) is named; one seed in two folders with the same settings is refused.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from o2omarl.benchmark.results import RunRecord
+from o2omarl.errors import UsageError
 from o2omarl.reports.metrics import run_metrics
 
 # Baselines first, then the ablations, OVMSE last; a method not listed here follows, by name.
 METHOD_ORDER = ("qmix", "ft-qmix", "cql-ft", "hybrid", "ovm", "se", "ovmse")
 THRESHOLD = 0.8  # win rate for "steps to threshold"
+# How tables and figures name each method (paper style); `bench report --names` overrides.
+DISPLAY_NAMES = {"qmix": "QMIX", "ft-qmix": "FT-QMIX", "cql-ft": "CQL-FT", "hybrid": "Hybrid",
+                 "ovm": "OVM", "se": "SE", "ovmse": "OVMSE"}
+
+
+def base_method(name: str) -> str:
+    """The method of a variant name: `ft-qmix` for `ft-qmix_eps0.2`."""
+    return name.partition("_")[0]
 
 
 def method_rank(method: str) -> tuple:
-    return (METHOD_ORDER.index(method), "") if method in METHOD_ORDER else (99, method)
+    """Sort key: the order above, each variant right after its method."""
+    base = base_method(method)
+    return (METHOD_ORDER.index(base) if base in METHOD_ORDER else 99, method)
+
+
+def display_name(method: str, names: dict[str, str] | None = None) -> str:
+    """A method's name in tables and figures: `names` (default DISPLAY_NAMES) by exact name,
+    else a variant as its method's display name and its suffix: `FT-QMIX eps0.2`."""
+    names = DISPLAY_NAMES if names is None else names
+    base, sep, suffix = method.partition("_")
+    if method in names or not (sep and base in names):
+        return names.get(method, method)
+    return f"{names[base]} {suffix}"
 
 
 @dataclass(frozen=True, order=True)
@@ -83,17 +111,52 @@ def exclusion_reason(run: RunRecord) -> str | None:
     return None
 
 
+def _settings(run: RunRecord) -> dict:
+    """What must match for runs to be seeds of one method (the task aside), as JSON text."""
+    raw = {"method": run.config.get("method"), "backend": run.backend,
+           **(run.config.get("config") or {})}
+    return {k: v if isinstance(v, str) else json.dumps(v, sort_keys=True) for k, v in raw.items()}
+
+
+def _names(runs: list[RunRecord]) -> list[str]:
+    """Each run's name in the report: its method (or label), plus `_key:value,...` for the
+    settings that differ among the runs of that name on that task."""
+    names = [r.method for r in runs]
+    same_name: dict[tuple[Task, str], list[int]] = {}
+    for i, r in enumerate(runs):
+        same_name.setdefault((task_of(r), r.method), []).append(i)
+    for (_, method), idx in same_name.items():
+        settings = [_settings(runs[i]) for i in idx]
+        # keys every run records: a field added in a later version is no difference
+        shared = set.intersection(*(set(s) for s in settings))
+        differ = sorted(k for k in shared if len({s[k] for s in settings}) > 1)
+        for i, s in zip(idx, settings):
+            if differ:
+                names[i] = f"{method}_" + ",".join(f"{k}:{s[k]}" for k in differ)
+    return names
+
+
 def group(runs: list[RunRecord]) -> tuple[list[Cell], list[tuple[RunRecord, str]]]:
-    """Finished runs as cells (sorted by task, then method order); the rest with a reason."""
+    """Finished runs as cells (sorted by task, then method order); the rest with a reason.
+
+    One seed of one cell in two run folders (a store passed twice, or copied into another)
+    is a usage error: pooling it would count it twice."""
     cells: dict[tuple[Task, str], Cell] = {}
-    excluded = []
+    excluded, finished = [], []
     for run in runs:
         why = exclusion_reason(run)
         if why:
             excluded.append((run, why))
-            continue
+        else:
+            finished.append(run)
+    for run, name in zip(finished, _names(finished)):
         task = task_of(run)
-        cell = cells.setdefault((task, run.method), Cell(task, run.method))
+        cell = cells.setdefault((task, name), Cell(task, name))
+        twin = next((r for r in cell.runs if r.seed == run.seed), None)
+        if twin is not None:
+            raise UsageError(f"seed {run.seed} of {name} on {task.label} is in two run "
+                             f"folders, {twin.path} and {run.path}; pooling would count it "
+                             "twice: give --runs-dir only one of them")
         cell.runs.append(run)
         cell.metrics.append(run_metrics(run.rows, run.budget, THRESHOLD))
     ordered = sorted(cells.values(), key=lambda c: (c.task, method_rank(c.method)))

@@ -1,4 +1,4 @@
-"""Report figures: learning curves and performance profiles.
+"""Report figures: learning curves, a grid of them over tasks, and performance profiles.
 
 Drawn on plain `matplotlib.figure.Figure` objects, never pyplot: no GUI backend is chosen or
 needed (savefig renders PNG with Agg and PDF with matplotlib's PDF backend), and no global
@@ -11,15 +11,17 @@ from dataclasses import dataclass
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from o2omarl.reports import stats
-from o2omarl.reports.cells import Cell, method_rank
+from o2omarl.reports.cells import Cell, Task, base_method, display_name, method_rank
 
 # One colour per method in every figure; ovmse red, its ablations green and orange.
 COLOURS = {"qmix": "C7", "ft-qmix": "C0", "cql-ft": "C4", "hybrid": "C5", "ovm": "C2",
            "se": "C1", "ovmse": "C3"}
 SPARE_COLOURS = ("C8", "C9", "C6")  # for methods not listed above
 ABLATION = ("ft-qmix", "ovm", "se", "ovmse")  # OVMSE and its parts: without SE, without OVM
+OVMSE_FAMILY = ("ovm", "se", "ovmse")  # an ablation compares at least two of these
 TAUS = np.linspace(0.0, 1.0, 101)  # performance-profile thresholds
 
 
@@ -38,29 +40,41 @@ def _plural(n: int, what: str) -> str:
     return f"{n} {what}{'s' if n != 1 else ''}"
 
 
-def curve_bands(cells: list[Cell], column: str, seed: int = 0,
-                n_boot: int = stats.N_BOOT) -> list[Band]:
-    """Mean over seeds of a metrics.jsonl column against env steps, one band per cell."""
+def curve_bands(cells: list[Cell], column: str, seed: int = 0, n_boot: int = stats.N_BOOT,
+                names: dict[str, str] | None = None) -> list[Band]:
+    """Mean over seeds of a metrics.jsonl column against env steps, one band per cell;
+    labelled with the method's display name (cells.display_name) and its seed count."""
     out = []
     for c in cells:
         curves = [(s, v) for s, v in c.curves(column) if len(s)]
         if curves:
             x, mean, lo, hi = stats.mean_curve(curves, seed, n_boot)
-            out.append(Band(c.method, f"{c.method} ({_plural(len(curves), 'seed')})",
-                            x, mean, lo, hi))
+            out.append(Band(c.method, f"{display_name(c.method, names)} "
+                                      f"({_plural(len(curves), 'seed')})", x, mean, lo, hi))
     return out
 
 
-def profile_bands(cells: list[Cell], key: str, seed: int = 0,
-                  n_boot: int = stats.N_BOOT) -> list[Band]:
+def profile_bands(cells: list[Cell], key: str, seed: int = 0, n_boot: int = stats.N_BOOT,
+                  names: dict[str, str] | None = None) -> list[Band]:
     """Performance profile of a run_metrics score per method, all its tasks pooled."""
     out = []
     for method in sorted({c.method for c in cells}, key=method_rank):
         per_task = [c.values(key) for c in cells if c.method == method]
         frac, lo, hi = stats.performance_profile(per_task, TAUS, seed, n_boot)
         n = sum(len(x) for x in per_task)
-        out.append(Band(method, f"{method} ({_plural(n, 'run')})", TAUS, frac, lo, hi))
+        out.append(Band(method, f"{display_name(method, names)} ({_plural(n, 'run')})", TAUS,
+                        frac, lo, hi))
     return out
+
+
+def ablation_bands(bands: list[Band]) -> list[Band]:
+    """The bands of an ablation figure for one task, or [] when it would say nothing new:
+    fewer than two OVMSE variants (ovmse, ovm, se, or a labelled variant of one), or no
+    method beside the ablation's (the task's learning-curve figure already is the ablation)."""
+    part = [b for b in bands if base_method(b.method) in ABLATION]
+    if sum(base_method(b.method) in OVMSE_FAMILY for b in part) < 2 or len(part) == len(bands):
+        return []
+    return part
 
 
 def _colours(methods: list[str]) -> dict[str, str]:
@@ -69,8 +83,9 @@ def _colours(methods: list[str]) -> dict[str, str]:
     return {m: COLOURS.get(m) or spare[m] for m in methods}
 
 
-def _draw(ax, bands: list[Band], first_marker: bool) -> None:
-    colours = _colours([b.method for b in bands])
+def _draw(ax, bands: list[Band], first_marker: bool, colours: dict[str, str] | None = None,
+          legend: bool = True) -> None:
+    colours = colours or _colours([b.method for b in bands])
     for b in bands:
         c = colours[b.method]
         # markevery=[0]: the first point (step 0, the offline policy) gets a marker; one
@@ -79,7 +94,8 @@ def _draw(ax, bands: list[Band], first_marker: bool) -> None:
                 marker="o" if first_marker else None, markevery=[0])
         ax.fill_between(b.x, b.lo, b.hi, color=c, alpha=0.18, linewidth=0)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small", frameon=False)
+    if legend:
+        ax.legend(fontsize="small", frameon=False)
 
 
 def curve_figure(bands: list[Band], ylabel: str, title: str, unit_range: bool) -> Figure:
@@ -105,4 +121,40 @@ def profile_figure(panels: dict[str, list[Band]]) -> Figure:
         ax.set_ylabel(f"fraction of runs with {name} > \N{GREEK SMALL LETTER TAU}")
         ax.set_xlim(0, 1)
         ax.set_ylim(-0.02, 1.02)
+    return fig
+
+
+def panel_titles(tasks: list[Task]) -> list[str]:
+    """Short panel titles (`3m, medium-v0`); tasks that would share one add their budget and
+    pretraining length."""
+    short = [f"{t.map}, {t.dataset_name}" for t in tasks]
+    return [s if short.count(s) == 1 else
+            f"{s}\n{t.budget:,} steps, {t.pretrain_steps:,} pretraining"
+            for s, t in zip(short, tasks)]
+
+
+def grid_figure(panels: list[tuple[str, list[Band]]], names: dict[str, str] | None = None,
+                ncols: int = 3) -> Figure:
+    """Test win rate, one small panel per task (a paper's multi-map figure), up to `ncols` a
+    row with rows filled evenly (4 tasks: 2 x 2), one shared legend above with each method's
+    display name, and one colour per method in every panel."""
+    nrows = -(-len(panels) // ncols)
+    ncols = -(-len(panels) // nrows)
+    fig = Figure(figsize=(3.0 * ncols, 2.4 * nrows + 0.6), dpi=100, layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True).ravel()
+    methods = sorted({b.method for _, bands in panels for b in bands}, key=method_rank)
+    colours = _colours(methods)
+    for ax, (title, bands) in zip(axes, panels):
+        _draw(ax, bands, first_marker=True, colours=colours, legend=False)
+        ax.set_title(title, fontsize="medium")
+        ax.tick_params(labelsize="small")
+        ax.xaxis.get_offset_text().set_fontsize("small")
+        ax.set_ylim(-0.02, 1.02)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    handles = [Line2D([], [], color=colours[m], linewidth=1.6) for m in methods]
+    fig.legend(handles, [display_name(m, names) for m in methods], loc="outside upper center",
+               ncols=min(len(methods), 2 * ncols), frameon=False)  # ~1.5 in an entry
+    fig.supxlabel("online env steps", fontsize="medium")
+    fig.supylabel("test win rate", fontsize="medium")
     return fig

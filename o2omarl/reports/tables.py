@@ -21,7 +21,7 @@ import numpy as np
 from o2omarl.benchmark.results import RunRecord
 from o2omarl.errors import BenchError
 from o2omarl.reports import stats
-from o2omarl.reports.cells import Cell, Task, by_task, method_rank
+from o2omarl.reports.cells import Cell, Task, by_task, display_name, method_rank
 from o2omarl.reports.metrics import MIN_EVALUATIONS
 from o2omarl.reports.stats import iqm
 
@@ -41,38 +41,97 @@ AGGREGATE_METRICS = (("auc", "AUC"), ("wr_final", "final win rate"))
 REFERENCE = "ovmse"  # the method whose probability of improvement over the others is reported
 
 
+UP, DOWN = "\u2191", "\u2193"  # header arrows: higher / lower is better
+
+
 @dataclass
 class Table:
-    name: str  # file stem
-    caption: str  # one line, for the index
+    name: str  # file stem; the LaTeX label is tab:<name>
+    caption: str  # one line, for the index and the LaTeX caption
     columns: list[str]
     fields: list[str]  # CSV columns
     rows: list[list[str]]  # display text
     data: list[dict]  # the same rows at full precision (keys: fields), for the CSV
     bold: set[tuple[int, int]] = field(default_factory=set)  # (row, column)
+    # Per column: +1 / -1 when higher / lower is better (an arrow in the header), else 0.
+    # Cells of such columns are `mean [lo, hi]`: HTML and LaTeX set the interval apart.
+    better: list[int] = field(default_factory=list)
+    # The first k columns name a row group (the task). HTML and LaTeX show them once, in a row
+    # spanning the table above the group, so that a wide table fits a window or a page.
+    group_columns: int = 0
 
-    def _cells(self, escape, embolden) -> list[list[str]]:
-        return [[embolden(escape(v)) if (i, j) in self.bold else escape(v)
+    def __post_init__(self):
+        self.better = self.better or [0] * len(self.columns)
+
+    def legend(self, up: str = UP, down: str = DOWN, escape=lambda v: v) -> str:
+        """The caption, plus what the header arrows mean when there are any."""
+        note = f" {up}/{down}: higher/lower is better." if any(self.better) else ""
+        return escape(self.caption) + note
+
+    def _headers(self, up: str, down: str, escape) -> list[str]:
+        return [escape(c) + {1: f" {up}", -1: f" {down}"}.get(b, "")
+                for c, b in zip(self.columns, self.better)]
+
+    def _cells(self, escape, embolden, ci=None) -> list[list[str]]:
+        """Every cell escaped (bold where marked); `ci(point, interval)` joins the parts of a
+        directed column's `mean [lo, hi]` (other text stays as it is)."""
+        def text(v: str, j: int) -> str:
+            point, sep, interval = v.partition(" [")
+            if ci and self.better[j] and sep:
+                return ci(escape(point), escape("[" + interval))
+            return escape(v)
+        return [[embolden(text(v, j)) if (i, j) in self.bold else text(v, j)
                  for j, v in enumerate(row)] for i, row in enumerate(self.rows)]
+
+    def _groups(self, cells: list[list[str]]) -> list[tuple[str, list[list[str]]]]:
+        """(title, rows without the group columns) for each run of rows of one group."""
+        k, out = self.group_columns, []
+        for raw, row in zip(self.rows, cells):
+            if not out or out[-1][0] != raw[:k]:
+                out.append((raw[:k], []))
+            out[-1][1].append(row[k:])
+        return [(", ".join(f"{c} {v}" for c, v in zip(self.columns, key)), rows)
+                for key, rows in out]
 
     def markdown(self) -> str:
         rows = self._cells(lambda v: v.replace("|", r"\|"), lambda v: f"**{v}**")
-        lines = [self.columns, ["---"] * len(self.columns)] + rows
+        head = self._headers(UP, DOWN, lambda v: v.replace("|", r"\|"))
+        lines = [head, ["---"] * len(head)] + rows
         return "\n".join("| " + " | ".join(r) + " |" for r in lines) + "\n"
 
     def latex(self) -> str:
-        rows = self._cells(_latex_escape, lambda v: rf"\textbf{{{v}}}")
-        body = [" & ".join(map(_latex_escape, self.columns)) + r" \\", r"\midrule"]
-        body += [" & ".join(r) + r" \\" for r in rows]
-        return "\n".join([f"% {self.caption} (needs \\usepackage{{booktabs}})",
-                          rf"\begin{{tabular}}{{{'l' * len(self.columns)}}}", r"\toprule",
-                          *body, r"\bottomrule", r"\end{tabular}"]) + "\n"
+        """A booktabs table float with caption and label; tables over 6 columns span both
+        columns of a two-column paper (table*)."""
+        cells = self._cells(_latex_escape, lambda v: rf"\textbf{{{v}}}",
+                            lambda point, ci: rf"{point} {{\scriptsize {ci}}}")
+        head = self._headers(r"$\uparrow$", r"$\downarrow$", _latex_escape)[self.group_columns:]
+        body = [" & ".join(head) + r" \\"]
+        for title, rows in self._groups(cells):
+            body.append(r"\midrule")
+            if title:
+                body.append(rf"\multicolumn{{{len(head)}}}{{l}}{{\textit{{"
+                            rf"{_latex_escape(title)}}}}} \\")
+            body += [" & ".join(r) + r" \\" for r in rows]
+        env = "table*" if len(head) > 6 else "table"
+        caption = self.legend(r"$\uparrow$", r"$\downarrow$", _latex_escape)
+        return "\n".join([r"% Needs \usepackage{booktabs}.", rf"\begin{{{env}}}[t]",
+                          r"\centering", r"\small", rf"\caption{{{caption}}}",
+                          rf"\label{{tab:{self.name}}}",
+                          rf"\begin{{tabular}}{{l{'c' * (len(head) - 1)}}}", r"\toprule",
+                          *body, r"\bottomrule", r"\end{tabular}", rf"\end{{{env}}}"]) + "\n"
 
     def html(self) -> str:
-        rows = self._cells(html.escape, lambda v: f"<b>{v}</b>")
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
-        body = "\n".join("<tr>" + "".join(f"<td>{v}</td>" for v in r) + "</tr>" for r in rows)
-        return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>\n"
+        cells = self._cells(html.escape, lambda v: f"<b>{v}</b>",
+                            lambda point, ci: f'{point}<br><span class="ci">{ci}</span>')
+        head = self._headers(UP, DOWN, html.escape)[self.group_columns:]
+        parts = ["<table>", "<thead><tr>" + "".join(f"<th>{h}</th>" for h in head)
+                 + "</tr></thead>", "<tbody>"]
+        for title, rows in self._groups(cells):
+            if title:
+                parts.append(f'<tr class="group"><td colspan="{len(head)}">'
+                             f"{html.escape(title)}</td></tr>")
+            parts += ["<tr>" + "".join(f"<td>{v}</td>" for v in r) + "</tr>" for r in rows]
+        return "\n".join(parts + ["</tbody>", "</table>"]) + "\n"
 
     def csv(self) -> str:
         out = io.StringIO()
@@ -145,9 +204,12 @@ def _unresolved(cell: Cell, key: str) -> _Stat | None:
                  0, (0, -math.inf))
 
 
-def main_table(cells: list[Cell], seed: int = 0, n_boot: int = stats.N_BOOT) -> Table:
-    """Per map x dataset x method (x budget x pretraining): every O2O metric, mean [95% CI]."""
-    fixed = ["map", "dataset", "method", "budget", "pretrain", "seeds"]
+def main_table(cells: list[Cell], seed: int = 0, n_boot: int = stats.N_BOOT,
+               names: dict[str, str] | None = None) -> Table:
+    """Per map x dataset x method (x budget x pretraining): every O2O metric, mean [95% CI].
+
+    `names`: display names of methods (cells.display_name)."""
+    fixed = ["map", "dataset", "budget", "pretrain", "method", "seeds"]  # the task first
     columns = fixed + [header for _, header, _, _ in MAIN_METRICS]
     rows, data, bold = [], [], set()
     for task, group_cells in by_task(cells).items():
@@ -159,8 +221,8 @@ def main_table(cells: list[Cell], seed: int = 0, n_boot: int = stats.N_BOOT) -> 
                                                             n_boot, n)
                           for key, _, better, dec in MAIN_METRICS]
             per_metric.append(cell_stats)
-            rows.append([task.map, task.dataset, c.method, f"{task.budget:,}",
-                         f"{task.pretrain_steps:,}", str(n)] + [s.text for s in cell_stats])
+            rows.append([task.map, task.dataset, f"{task.budget:,}", f"{task.pretrain_steps:,}",
+                         display_name(c.method, names), str(n)] + [s.text for s in cell_stats])
             record = {"map": task.map, "dataset": task.dataset, "method": c.method,
                       "budget": task.budget, "pretrain_steps": task.pretrain_steps,
                       "seeds": n, "seed_list": " ".join(str(r.seed) for r in c.runs)}
@@ -175,7 +237,8 @@ def main_table(cells: list[Cell], seed: int = 0, n_boot: int = stats.N_BOOT) -> 
                "in bold. AUC = mean test win rate over the online budget.")
     fields = ["map", "dataset", "method", "budget", "pretrain_steps", "seeds", "seed_list"]
     fields += [f"{key}_{s}" for key, *_ in MAIN_METRICS for s in ("mean", "lo", "hi", "n")]
-    return Table("main", caption, columns, fields, rows, data, bold)
+    better = [0] * len(fixed) + [b for _, _, b, _ in MAIN_METRICS]
+    return Table("main", caption, columns, fields, rows, data, bold, better, group_columns=4)
 
 
 def _scores(cells: list[Cell], method: str, key: str) -> dict[Task, np.ndarray]:
@@ -186,7 +249,8 @@ def _methods(cells: list[Cell]) -> list[str]:
     return sorted({c.method for c in cells}, key=method_rank)
 
 
-def aggregate_table(cells: list[Cell], seed: int = 0, n_boot: int = stats.N_BOOT) -> Table:
+def aggregate_table(cells: list[Cell], seed: int = 0, n_boot: int = stats.N_BOOT,
+                    names: dict[str, str] | None = None) -> Table:
     """Per method, across every task it ran on: mean and IQM of AUC and final win rate.
 
     Both are already in [0, 1] (win rates), so they are their own normalised scores.
@@ -208,7 +272,8 @@ def aggregate_table(cells: list[Cell], seed: int = 0, n_boot: int = stats.N_BOOT
                                f"{key}_{stat_name}_hi": hi})
         n_tasks, n_runs = len(per_task), sum(len(x) for x in per_task)
         record.update(tasks=n_tasks, runs=n_runs)
-        rows.append([method, str(n_tasks), str(n_runs)] + [s.text for s in row_stats])
+        rows.append([display_name(method, names), str(n_tasks), str(n_runs)]
+                    + [s.text for s in row_stats])
         data.append(record)
         per_method.append(row_stats)
     bold: set = set()
@@ -222,11 +287,12 @@ def aggregate_table(cells: list[Cell], seed: int = 0, n_boot: int = stats.N_BOOT
     fields = ["method", "tasks", "runs"] + [f"{key}_{stat}{end}" for key, _ in AGGREGATE_METRICS
                                             for stat in ("mean", "iqm")
                                             for end in ("", "_lo", "_hi")]
-    return Table("aggregate", caption, columns, fields, rows, data, bold)
+    return Table("aggregate", caption, columns, fields, rows, data, bold,
+                 [0, 0, 0] + [+1] * 2 * len(AGGREGATE_METRICS))
 
 
 def improvement_table(cells: list[Cell], reference: str = REFERENCE, seed: int = 0,
-                      n_boot: int = stats.N_BOOT) -> Table:
+                      n_boot: int = stats.N_BOOT, names: dict[str, str] | None = None) -> Table:
     """P(reference > other) on the tasks both ran, for AUC and final win rate."""
     columns = ["comparison", "shared tasks"] + [f"P(improvement) {n}" for _, n in
                                                  AGGREGATE_METRICS]
@@ -244,15 +310,19 @@ def improvement_table(cells: list[Cell], reference: str = REFERENCE, seed: int =
                     [ref[t] for t in shared], [oth[t] for t in shared], seed, n_boot)
             texts.append(_ci_text(point, lo, hi, 3) if shared else "-")
             record.update({f"{key}_poi": point, f"{key}_poi_lo": lo, f"{key}_poi_hi": hi})
-        rows.append([f"{reference} > {other}", str(len(shared))] + texts)
+        rows.append([f"{display_name(reference, names)} > {display_name(other, names)}",
+                     str(len(shared))] + texts)
         data.append(record)
-    caption = (f"Probability that a run of {reference} beats a run of the other method on the "
+    caption = (f"Probability that a run of {display_name(reference, names)} beats a run of "
+               "the other method on the "
                "same task (0.5 = no difference) [95% stratified bootstrap].")
     if not rows:
-        caption += f" Needs {reference} and at least one other method on a shared task."
+        caption += (f" Needs {display_name(reference, names)} and at least one other method "
+                    "on a shared task.")
     fields = ["method", "other", "shared_tasks"] + [
         f"{key}_poi{end}" for key, _ in AGGREGATE_METRICS for end in ("", "_lo", "_hi")]
-    return Table("improvement", caption, columns, fields, rows, data)
+    return Table("improvement", caption, columns, fields, rows, data,
+                 better=[0, 0] + [+1] * len(AGGREGATE_METRICS))
 
 
 def dataset_table(dataset_ids: list[str]) -> Table:
@@ -279,16 +349,16 @@ def dataset_table(dataset_ids: list[str]) -> Table:
     return Table("datasets", caption, columns, fields, rows, data)
 
 
-def excluded_table(excluded: list[tuple[RunRecord, str]], runs_dir) -> Table:
-    """Runs not averaged in (not done, or done without evaluations), with the reason."""
+def excluded_table(excluded: list[tuple[RunRecord, str]], runs_dirs) -> Table:
+    """Runs not averaged in (not done, or done without evaluations), with the reason; each
+    run's folder relative to its store when the report reads one store."""
     columns = ["run", "map", "dataset", "method", "seed", "budget", "steps done", "reason"]
     fields = [c.replace(" ", "_") for c in columns]
     rows, data = [], []
     for run, why in excluded:
-        try:
-            where = str(run.path.relative_to(runs_dir))
-        except ValueError:
-            where = str(run.path)
+        where = str(run.path)
+        if len(runs_dirs) == 1 and run.path.is_relative_to(runs_dirs[0]):
+            where = str(run.path.relative_to(runs_dirs[0]))
         values = [where, run.map, run.dataset or "-", run.method, run.seed, run.budget,
                   run.steps_done, why]
         rows.append([str(v) for v in values[:5]] + [f"{run.budget:,}", f"{run.steps_done:,}",
