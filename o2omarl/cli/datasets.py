@@ -1,9 +1,10 @@
-"""`bench datasets list | show | verify | delete`."""
+"""`bench datasets list | show | verify | delete | export | import`."""
 
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -13,7 +14,7 @@ from o2omarl.errors import BenchError
 
 @cli.group()
 def datasets():
-    """List, show, verify and delete stored datasets."""
+    """List, show, verify, delete, export and import stored datasets."""
 
 
 @datasets.command("list")
@@ -116,3 +117,74 @@ def datasets_delete(dataset_id, yes):
                       f"{_mb(rec.size_bytes())}, {rec.path})?", abort=True, err=True)
     path = store.delete(dataset_id)
     click.echo(f"deleted {dataset_id} ({path})")
+
+
+def _format(fmt: str | None) -> str:
+    from o2omarl.datasets.exchange import FORMATS
+    from o2omarl.errors import UsageError
+
+    if fmt is None:
+        raise UsageError(f"give --format, one of: {', '.join(FORMATS)}")
+    return fmt
+
+
+@datasets.command("export")
+@click.argument("dataset_id", shell_complete=complete_dataset_ids)
+@click.argument("out_dir", metavar="DIR", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--format", "fmt", metavar="og-marl|pettingzoo",
+              help="og-marl: a flashbax Vault as OG-MARL reads it; pettingzoo: one HDF5 file "
+              "with per-agent arrays keyed by agent name (layouts: README, Datasets).")
+def datasets_export(dataset_id, out_dir, fmt):
+    """Write a dataset version for OG-MARL or for per-agent (PettingZoo-style) code.
+
+    \b
+    Example: bench datasets export smax/3m/heuristic-v0 --format og-marl exports/
+             bench datasets export smax/3m/heuristic-v0 --format pettingzoo exports/
+    """
+    from o2omarl.datasets import exchange
+
+    fmt = _format(fmt)
+    rec, path = exchange.export(dataset_id, fmt, out_dir)
+    click.echo(f"exported {rec.dataset_id} ({rec.stats['episodes']} episodes, "
+               f"{rec.stats['steps']} steps) as {fmt} to {path}")
+    if fmt == "og-marl":
+        # OG-MARL's own convention: vaults/<env>/<scenario>.vlt/<dataset>.
+        env, scenario = path.parent.parent.name, path.parent.name.removesuffix(".vlt")
+        click.echo(f"read it with OG-MARL: FlashbaxReplayBuffer(...).populate_from_vault("
+                   f"{env!r}, {scenario!r}, {path.name!r}, rel_dir={str(path.parents[2])!r})")
+    else:
+        click.echo(f"per-agent arrays: h5py.File({str(path)!r})"
+                   "['episode_0/agent_0/observations']")
+
+
+@datasets.command("import")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", metavar="og-marl|pettingzoo",
+              help="The layout of PATH: a Vault folder (og-marl) or an HDF5 file (pettingzoo).")
+@click.option("--map", "map_name", help="The map it was recorded on (default: what an o2omarl "
+              "export recorded in it).")
+@click.option("--tier", help="The tier to store it under (default: the exported tier, else "
+              "'imported'); the version is the next free one.")
+@click.option("--backend", help="smax or smac (default: the recorded one, else smax).")
+def datasets_import(path, fmt, map_name, tier, backend):
+    """Store an OG-MARL vault or a per-agent HDF5 file as a new dataset version.
+
+    Every episode is checked against the map first; nothing is written if one fails.
+
+    \b
+    Example: bench datasets import exports/smax/3m.vlt/heuristic-v0 --format og-marl
+             bench datasets import exports/smax/3m/heuristic-v0.hdf5 --format pettingzoo
+             bench datasets import vaults/smax/3m.vlt/Good --format og-marl --map 3m --tier good
+    """
+    from o2omarl.datasets import exchange
+
+    res = exchange.import_dataset(path, _format(fmt), map_name, tier, backend)
+    rec, s = res.record, res.record.stats
+    if res.reused:
+        click.echo(f"{path} is already stored as {rec.dataset_id} (same bytes); nothing written")
+    else:
+        click.echo(f"imported {path} as {rec.dataset_id}: {s['episodes']} episodes, "
+                   f"{s['steps']} steps, mean return {s['return_mean']:.2f}, win rate "
+                   f"{s['win_rate']:.3f}")
+    for what in res.filled_in:
+        click.echo(f"filled in: {what}")

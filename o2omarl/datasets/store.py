@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from o2omarl.datasets.reference import reference_scores
 from o2omarl.episodes import FIELDS, MINARI_KEYS, Episode
 from o2omarl.envs.base import EnvInfo
 from o2omarl.errors import BenchError, UsageError, did_you_mean
@@ -219,26 +220,47 @@ def episode_stats(episodes: list[Episode]) -> dict:
     }
 
 
+def _minari_description(dataset_id: str, info: EnvInfo, text: str) -> str:
+    """What `minari show` prints first: what the data is, and what Minari's fixed `Download`
+    line (printed for every dataset) cannot say: this one is local, made by o2omarl."""
+    ref = reference_scores(info)
+    score = (f"`minari.get_normalized_score` maps the uniform-random policy's mean return "
+             f"({ref['ref_min_score']:.2f}) to 0 and the best possible return "
+             f"({ref['ref_max_score']:g}) to 1." if ref else
+             f"No reference scores: the random return of {info.backend} map {info.map_name} "
+             "has not been measured (o2omarl/datasets/reference.py).")
+    return (f"{text}. A local o2omarl dataset, not hosted anywhere: `minari download` does not "
+            f"apply; how it was made (settings, behaviour, source): `bench datasets show "
+            f"{dataset_id}`. Spaces are joint over the {info.n_agents} "
+            "agents; infos hold the global state, the available actions and battle_won. "
+            "`recover_environment()` gives one battle with these spaces (needs o2omarl "
+            f"installed); the suite's batched env is `o2omarl.envs.make_env({info.map_name!r}, "
+            f"N, {info.backend!r})`. {score}")
+
+
 def _minari_write(data_dir: Path, dataset_id: str, info: EnvInfo, episodes, description):
     import gymnasium as gym
     from minari.data_collector.episode_buffer import EpisodeBuffer
     from minari.dataset.minari_storage import MinariStorage
+
+    from o2omarl.datasets.gym_env import env_spec
 
     obs_space = gym.spaces.Box(-np.inf, np.inf, (info.n_agents, info.obs_dim), np.float32)
     act_space = gym.spaces.MultiDiscrete([info.n_actions] * info.n_agents)
     # jpeg_encoding=False: Minari would otherwise treat 2-3D uint8 arrays as images, lossy.
     storage = MinariStorage.new(
         data_dir, observation_space=obs_space, action_space=act_space,
-        data_format="hdf5", jpeg_encoding=False,
+        env_spec=env_spec(info), data_format="hdf5", jpeg_encoding=False,
     )
+    # No code_permalink: the suite has no public address yet, and a made-up one misleads.
     storage.update_metadata({
         "dataset_id": dataset_id,
         "minari_version": importlib_metadata.version("minari"),
         "algorithm_name": description["behaviour"],
         "author": {"o2omarl"},
-        "code_permalink": "https://github.com/o2omarl/o2omarl",
-        "description": description["text"],
+        "description": _minari_description(dataset_id, info, description["text"]),
         "requirements": [f"jaxmarl=={importlib_metadata.version('jaxmarl')}"],
+        **(reference_scores(info) or {}),
     })
     def stored(e: Episode) -> EpisodeBuffer:
         keys = {MINARI_KEYS[f]: getattr(e, f) for f in FIELDS}
@@ -256,10 +278,12 @@ def write(
     episodes: list[Episode],
     behaviour: dict,
     extra: dict | None = None,
+    text: str | None = None,
 ) -> DatasetRecord:
     """Store `episodes` as the next version of `<backend>/<map>/<tier>`, atomically.
 
     Call under `claim()` so that the settings check and the new version are one step.
+    `text` opens Minari's description (default: tier, map, episodes, behaviour, epsilon).
     """
     versions_now = versions(info.backend, info.map_name, tier)
     version = versions_now[-1] + 1 if versions_now else 0
@@ -267,8 +291,9 @@ def write(
     stage = _private() / "staging" / uuid.uuid4().hex
     try:
         stage.mkdir(parents=True)
-        text = (f"{tier} tier on {info.backend} map {info.map_name}: {len(episodes)} episodes "
-                f"of behaviour {behaviour['name']}, epsilon {settings.get('epsilon', 0)}")
+        text = text or (f"{tier} tier on {info.backend} map {info.map_name}: {len(episodes)} "
+                        f"episodes of behaviour {behaviour['name']}, epsilon "
+                        f"{settings.get('epsilon', 0)}")
         _minari_write(stage / "data", dataset_id, info, episodes,
                       {"behaviour": behaviour["name"], "text": text})
         meta = {
@@ -279,6 +304,7 @@ def write(
             "env": info.to_dict(),
             "behaviour": behaviour,
             "stats": episode_stats(episodes),
+            "reference_scores": reference_scores(info),  # as in Minari's metadata; None: none
             "packages": package_versions(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "files": {f: sha256(stage / f) for f in DATA_FILES},
