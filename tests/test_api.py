@@ -30,3 +30,11 @@ def test_the_readme_api_example_runs_as_written(tmp_path):
     assert len(rows) == 21 and rows[0][0] == 0 and rows[-1][0] == 4000
     assert all(0.0 <= w <= 1.0 for _, w in rows)
     assert (tmp_path / "runs/api/3m/heuristic-v0/ovmse/seed_0/metrics.jsonl").exists()
+
+
+def test_method_names_as_data_are_the_registry():
+    """`bench run` refuses an unknown method from this tuple, before torch is imported."""
+    from o2omarl.benchmark.jobs import METHOD_NAMES
+    from o2omarl.benchmark.registry import METHODS
+
+    assert sorted(METHOD_NAMES) == sorted(METHODS)

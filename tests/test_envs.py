@@ -127,23 +127,63 @@ def test_the_map_table_is_what_smax_says():
         assert env_info(name) == smax.measured_env_info(name), name
 
 
-def test_commands_that_simulate_nothing_do_not_import_the_simulator(tmp_path):
-    """`bench maps` and a refused map answer without importing jaxmarl (~15 s)."""
+HEAVY = ("jax", "jaxmarl", "torch")
+SIMULATOR = {"jax", "jaxmarl"}
+
+
+def bench_in_fresh_python(argv: list[str], cwd) -> tuple[int, str, str, set[str]]:
+    """`bench ARGV` in a new interpreter: exit code, stdout, stderr, and which of HEAVY it
+    imported (sys.modules after the command), so a heavy import that creeps back fails."""
     import subprocess
     import sys
 
     code = ("import sys\n"
             "from o2omarl.cli import main\n"
-            "for argv in (['maps'], ['run', 'qmix', '--map', '4m']):\n"
-            "    try:\n"
-            "        main(argv)\n"
-            "    except SystemExit:\n"
-            "        pass\n"
-            "print('jaxmarl' in sys.modules, 'jax' in sys.modules)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, cwd=tmp_path)
-    assert "2s3z" in out.stdout and "unknown map '4m'" in out.stderr
-    assert out.stdout.strip().splitlines()[-1] == "False False", out.stdout
+            "try:\n"
+            "    main(sys.argv[1:])\n"
+            "    rc = 0\n"
+            "except SystemExit as e:\n"
+            "    rc = e.code\n"
+            f"print('imported:', *[m for m in {HEAVY!r} if m in sys.modules], file=sys.stderr)\n"
+            "sys.exit(rc)\n")
+    out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                         timeout=300, cwd=cwd)
+    *err, last = out.stderr.splitlines()
+    assert last.startswith("imported:"), out.stderr
+    return out.returncode, out.stdout, "\n".join(err), set(last.split()[1:])
+
+
+# (argv, what it says, which heavy modules it may import): everything here answers from data.
+# Method names and map facts are data (checked against the registry and SMAX by tests).
+NO_SIMULATION = [
+    (["maps"], "2s3z", set()),
+    (["run", "qmix", "--map", "4m"], "unknown map '4m'", set()),
+    (["run", "qmix", "--map", "3m", "--steps", "0"], "--steps must be a positive", set()),
+    (["run", "qmix", "--map", "3m", "--dataset", "nope"], "no dataset 'smax/3m/nope'", set()),
+    (["run", "--config", "bad.yaml"], "bad.yaml: unknown key 'sed'", set()),
+    (["run", "qmxi", "--map", "3m"], "unknown method 'qmxi'", set()),
+    (["collect", "--map", "4m"], "unknown map '4m'", set()),
+    (["runs", "list", "--runs-dir", "none"], "'none' does not exist", set()),
+    (["report", "--runs-dir", "none"], "'none' does not exist", set()),
+    (["datasets", "list"], "", set()),
+    (["datasets", "show", "DATASET"], "episodes", set()),
+    (["datasets", "verify", "DATASET"], "ok", set()),
+]
+
+
+@pytest.mark.parametrize("argv, says, may_import", NO_SIMULATION,
+                         ids=[" ".join(argv) for argv, _, _ in NO_SIMULATION])
+def test_commands_that_simulate_nothing_do_not_import_the_simulator(argv, says, may_import,
+                                                                    tmp_path, request):
+    """Map facts, the run store and dataset metadata are data: no jax (nor torch)."""
+    (tmp_path / "bad.yaml").write_text("sed: 3\n")
+    if "DATASET" in argv:
+        dataset_id = request.getfixturevalue("heuristic_3m").dataset_id
+        argv = [dataset_id if a == "DATASET" else a for a in argv]
+    code, out, err, imported = bench_in_fresh_python(argv, tmp_path)
+    assert says in out + err
+    assert code == (0 if argv[0] in ("maps", "datasets") else 2), err
+    assert imported <= may_import, f"bench {' '.join(argv)} imported {imported - may_import}"
 
 
 def test_unknown_backend():

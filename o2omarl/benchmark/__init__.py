@@ -1,15 +1,15 @@
-"""Orchestration: the Algorithm interface, the method registry, and the run harness."""
+"""Orchestration: the Algorithm interface, the method registry, and the run harness.
+
+Imports are deferred (functions import what they use; `plan`, `seed_list` and `run_job` load on
+first use), so commands that only read the run store, such as `bench runs list` and `bench
+report`, do not load torch through this package.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from o2omarl.benchmark import registry
-from o2omarl.benchmark.executors import check_executor, run_jobs
-from o2omarl.benchmark.jobs import plan, seed_list
 from o2omarl.errors import BenchError
-from o2omarl.benchmark.rundir import check_run_dirs
-from o2omarl.benchmark.runner import run_job
 
 
 def run_all(methods, map_name, dataset, seeds, steps, pretrain_steps, runs_dir="runs",
@@ -18,20 +18,43 @@ def run_all(methods, map_name, dataset, seeds, steps, pretrain_steps, runs_dir="
     """Plan every job (all validation first, so bad input leaves no folder), run them, and
     return one summary row per job (`state` done or failed: one failure does not stop the
     others)."""
-    from o2omarl.devices import resolve_device
+    from o2omarl.benchmark.sweep import Sweep
 
-    check_executor(executor, workers)
-    jobs = plan(methods, map_name, dataset, seeds, steps, pretrain_steps, backend,
-                resolve_device(device, say), overrides)
-    check_run_dirs(jobs, Path(runs_dir))
-    results = run_jobs(jobs, Path(runs_dir), workers, executor, address, say)
-    summary = [{"method": r.job.name, "map": r.job.map_name, "dataset": r.job.dataset_label,
-                "seed": r.job.seed, "state": r.state,
-                "win rate": f"{r.row['test_win_rate']:.3f}" if r.row else "-",
-                "return": f"{r.row['test_return']:.2f}" if r.row else "-",
-                "run dir": str(r.job.run_dir(Path(runs_dir))), "error": r.error}
-               for r in results]
-    return summary
+    return run_sweep(Sweep(list(methods), [(map_name, dataset)], list(seeds), steps,
+                           pretrain_steps, dict(overrides or {}), runs_dir=str(runs_dir),
+                           backend=backend, device=device, workers=workers, executor=executor,
+                           address=address), say)
+
+
+def run_sweep(sweep, say=print) -> list[dict]:
+    """`run_all` for a `Sweep` (several tasks, variants; `bench run --config`)."""
+    from o2omarl.benchmark.sweep import plan_sweep
+
+    jobs = plan_sweep(sweep, say)  # first: its cheap checks answer before torch is loaded
+    from o2omarl.benchmark.executors import (JobResult, check_executor, default_workers,
+                                             run_jobs)
+    from o2omarl.benchmark.rundir import check_run_dirs, read_state
+    from o2omarl.benchmark.runner import run_job
+
+    workers = default_workers() if sweep.workers is None else sweep.workers
+    check_executor(sweep.executor, workers)
+    runs_dir = Path(sweep.runs_dir)
+    check_run_dirs(jobs, runs_dir)
+    # Finished jobs are skipped here: a rerun of a finished sweep starts no worker process,
+    # no Ray and no simulator.
+    done = [read_state(job.run_dir(runs_dir)) == "done" for job in jobs]
+    skipped = [JobResult(job, "done", run_job(job, runs_dir, say))
+               for job, d in zip(jobs, done) if d]
+    todo = [job for job, d in zip(jobs, done) if not d]
+    ran = run_jobs(todo, runs_dir, workers, sweep.executor, sweep.address, say) if todo else []
+    order = {job.run_dir(runs_dir): i for i, job in enumerate(jobs)}
+    results = sorted(skipped + ran, key=lambda r: order[r.job.run_dir(runs_dir)])
+    return [{"method": r.job.name, "map": r.job.map_name, "dataset": r.job.dataset_label,
+             "seed": r.job.seed, "state": r.state,
+             "win rate": f"{r.row['test_win_rate']:.3f}" if r.row else "-",
+             "return": f"{r.row['test_return']:.2f}" if r.row else "-",
+             "run dir": str(r.job.run_dir(runs_dir)), "error": r.error}
+            for r in results]
 
 
 def check_failed(rows: list[dict]) -> None:
@@ -43,4 +66,17 @@ def check_failed(rows: list[dict]) -> None:
                          f"{len(failed)} of {len(rows)} jobs failed; first: {first}")
 
 
-__all__ = ["check_failed", "plan", "registry", "run_all", "run_job", "seed_list"]
+def __getattr__(name):
+    """`plan`, `seed_list`, `run_job`: imported when first asked for (they load torch)."""
+    if name in ("plan", "seed_list"):
+        from o2omarl.benchmark import jobs
+
+        return getattr(jobs, name)
+    if name == "run_job":
+        from o2omarl.benchmark import runner
+
+        return runner.run_job
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["check_failed", "plan", "registry", "run_all", "run_job", "run_sweep", "seed_list"]

@@ -1,5 +1,8 @@
 """Planning `bench run`: every input checked before any folder exists, then one `JobSpec` per
-map x method x seed, each with its resolved config and where its updates run."""
+map x method x seed, each with its resolved config and where its updates run.
+
+The methods (and torch with them) are imported only once the checks that need no method have
+passed, so a bad budget, seed, map or dataset is answered without loading them."""
 
 from __future__ import annotations
 
@@ -7,12 +10,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from o2omarl import datasets
-from o2omarl.benchmark import registry
 from o2omarl.datasets import DatasetRecord, store
 from o2omarl.envs import DEFAULT_BACKEND, env_info
-from o2omarl.errors import UsageError, positive
-from o2omarl.qmix import build_configs
-from o2omarl.qmix.updates import learner_mode
+from o2omarl.errors import UsageError, one_of, positive
 
 DEFAULT_TIER = "medium"
 
@@ -77,14 +77,10 @@ def resolve_maps(map_name: str | None, dataset: str | None, backend: str) -> lis
     return maps
 
 
-def plan(methods: list[str], map_name: str | None, dataset: str | None, seeds: list[int],
-         steps: int, pretrain_steps: int, backend: str = DEFAULT_BACKEND, device: str = "cpu",
-         overrides: dict | None = None) -> list[JobSpec]:
-    """Validate everything before any folder is made; one JobSpec per map x method x seed."""
-    if not methods:
-        accepted = ", ".join(sorted(registry.METHODS))
-        raise UsageError(f"name at least one method; accepted: {accepted}")
-    classes = [registry.get(m) for m in methods]
+def check_request(map_name: str | None, dataset: str | None, seeds: list[int], steps: int,
+                  pretrain_steps: int, backend: str = DEFAULT_BACKEND) -> list[str]:
+    """The checks that need no method: budgets, seeds, maps, a dataset named (it must exist and
+    fit every map); returns the maps to run on."""
     positive("--steps", steps)
     positive("--pretrain-steps", pretrain_steps)
     if not seeds:
@@ -92,11 +88,48 @@ def plan(methods: list[str], map_name: str | None, dataset: str | None, seeds: l
     if min(seeds) < 0:
         raise UsageError(f"seed {min(seeds)} is negative; --seed and --seed-offset accept "
                          "integers >= 0")
+    maps = resolve_maps(map_name, dataset, backend)
+    for m in maps if dataset is not None else []:
+        datasets.check_fits(datasets.resolve(dataset, m, backend), env_info(m, backend))
+    return maps
+
+
+# The registry's names as data, so a bad name is refused (and names are completed) without
+# importing torch and every method; test_api checks it against the registry.
+METHOD_NAMES = ("cql-ft", "ft-qmix", "hybrid", "ovm", "ovmse", "qmix", "se")
+
+
+def check_methods(methods: list[str], load: bool = True) -> list[type]:
+    """The classes of `methods` (at least one, each known); `load=False` checks the names
+    only (torch and the methods are not imported) and returns []."""
+    if not methods:
+        raise UsageError(f"name at least one method; accepted: {', '.join(METHOD_NAMES)}")
+    for m in methods:
+        if m not in METHOD_NAMES:
+            raise one_of("method", m, METHOD_NAMES)
+    if not load:
+        return []
+    from o2omarl.benchmark import registry
+
+    return [registry.get(m) for m in methods]
+
+
+def plan(methods: list[str], map_name: str | None, dataset: str | None, seeds: list[int],
+         steps: int, pretrain_steps: int, backend: str = DEFAULT_BACKEND, device: str = "cpu",
+         overrides: dict | None = None) -> list[JobSpec]:
+    """Validate everything before any folder is made; one JobSpec per map x method x seed."""
+    if not methods:  # said first, before any other check
+        check_methods(methods)
+    maps = check_request(map_name, dataset, seeds, steps, pretrain_steps, backend)
+    classes = check_methods(methods)
+    from o2omarl.qmix import build_configs
+    from o2omarl.qmix.updates import learner_mode
+
     configs = [replace(c, pretrain_steps=pretrain_steps) for c in
                build_configs([cls.Config for cls in classes], overrides or {}, methods)]
     mode = learner_mode(device)  # a bad O2OMARL_LEARNER or O2OMARL_CORES fails here
     jobs = []
-    for m in resolve_maps(map_name, dataset, backend):
+    for m in maps:
         info = env_info(m, backend)
         try:
             record = datasets.resolve(dataset or DEFAULT_TIER, m, backend)
@@ -119,5 +152,7 @@ def _needs_data(config) -> bool:
 
 
 def make_method(job: JobSpec):
+    from o2omarl.benchmark import registry
+
     cls = registry.get(job.method)
     return cls(env_info(job.map_name, job.backend), job.config, job.seed, job.device)

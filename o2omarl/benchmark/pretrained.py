@@ -1,18 +1,20 @@
 """The pretraining cache: offline weights are computed once per (dataset version, settings that
 shape them, seed) and shared by every method and run that starts from them.
 
-    <cache>/<map>/<tier>-v<N>/<key digest>/seed_<k>/  model.pt, pretrain.jsonl, key.json
+    <cache>/<map>/<tier>-v<N>/<key digest>/seed_<k>/  model.pt, pretrain.jsonl, key.json,
+                                                      TensorBoard events (offline/ tags)
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path
 
 from o2omarl.atomic import write_json
 from o2omarl.benchmark.jobs import JobSpec
-from o2omarl.benchmark.rundir import JsonLines
+from o2omarl.benchmark.rundir import JsonLines, TensorBoardLog, remove_event_files
 from o2omarl.locks import file_lock
 from o2omarl.qmix.checkpoint import Checkpoint
 
@@ -51,7 +53,10 @@ def load_or_pretrain(method, job: JobSpec, cache_dir: Path, dataset, eval_env, s
         folder.mkdir(parents=True, exist_ok=True)
         log_path = folder / "pretrain.jsonl"
         log_path.unlink(missing_ok=True)
+        remove_event_files(folder)  # pretraining restarts from scratch, so do its logs
         say(f"offline pretraining on {job.dataset.dataset_id}: {job.pretrain_steps} updates")
-        method.pretrain(dataset(), JsonLines(log_path), eval_env)
+        with contextlib.closing(TensorBoardLog(folder, JsonLines(log_path), "update",
+                                               prefix="offline/")) as log:
+            method.pretrain(dataset(), log, eval_env)
         write_json(folder / "key.json", cache_key(method, job))
         method.save(model)

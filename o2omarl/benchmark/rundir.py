@@ -3,6 +3,7 @@ the rule that a folder is only ever resumed or skipped by the very job that made
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -30,6 +31,70 @@ class JsonLines:
             os.fsync(f.fileno())
 
 
+EVENT_FILES = "events.out.tfevents.*"  # TensorBoard's names; one file per writer (session)
+
+
+class TensorBoardLog:
+    """A metrics log that also writes TensorBoard event files into `folder`
+    (`tensorboard --logdir runs`).
+
+    Each row goes to `rows` (metrics.jsonl) and, every numeric field of it, to the tag
+    `<prefix>eval/<key>` at the row's `step_key`; the training points the loop hands
+    `scalars` between rows (`qmix.monitor.Window.tail`) go to `<prefix>train/<key>` (without
+    a `train_` in the key). torch's writer queues events for its own thread, so logging costs
+    the loop next to nothing; `flush` (before each checkpoint) puts them on disk.
+    """
+
+    def __init__(self, folder: Path, rows, step_key: str, prefix: str = ""):
+        from torch.utils.tensorboard import SummaryWriter  # ~1 s to import: only when used
+
+        self.rows, self.step_key, self.prefix = rows, step_key, prefix
+        # A queue that holds a whole row, so `add_scalar` never waits for the writer thread.
+        self.writer = SummaryWriter(str(folder), max_queue=1000)
+
+    def __call__(self, row: dict) -> None:
+        self.rows(row)
+        self._write("eval/", row[self.step_key], row)
+
+    def scalars(self, step: int, metrics: dict) -> None:
+        self._write("train/", step, {k.removeprefix("train_"): v for k, v in metrics.items()})
+
+    def _write(self, group: str, step: int, values: dict) -> None:
+        for key, value in values.items():
+            if key != self.step_key and isinstance(value, (int, float)):
+                self.writer.add_scalar(f"{self.prefix}{group}{key}", value, step)
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def remove_event_files(folder: Path) -> None:
+    """A fresh start: TensorBoard events of an abandoned earlier attempt go."""
+    for path in Path(folder).glob(EVENT_FILES):
+        path.unlink()
+
+
+def truncate_events(folder: Path, last_step: int) -> None:
+    """Drop the TensorBoard events logged after `last_step`, as `truncate_metrics` drops rows:
+    a resumed run logs them again, so none is doubled. (TensorBoard's own `purge_step` is not
+    honoured by every reader of event files; this is.)"""
+    from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    for path in sorted(Path(folder).glob(EVENT_FILES)):
+        # A record cut by a kill ends the reading: it is dropped as well.
+        records = [r for r in RawEventFileLoader(str(path)).Load()
+                   if Event.FromString(r).step <= last_step]
+        with atomic.replacing(path) as tmp, open(tmp, "wb") as f:
+            writer = RecordWriter(f)
+            for record in records:
+                writer.write(record)
+
+
 class RunLog:
     """`say` that also appends to the run's log file, with times."""
 
@@ -45,6 +110,7 @@ class RunLog:
             f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {msg}\n")
 
 
+@functools.cache  # one `git` call per process, not one per job of a sweep
 def git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
@@ -103,7 +169,8 @@ def check_same(run_dir: Path, config: dict) -> None:
         was, now = (a[first], b[first]) if first in a else (a["config"].get(first),
                                                              b["config"].get(first))
         raise UsageError(f"{run_dir} holds a run with other settings ({first}: {was} there, "
-                         f"{now} now); use another --runs-dir, or delete that folder")
+                         f"{now} now); name this one as a variant (--label NAME, or variants: "
+                         "in a sweep file), use another --runs-dir, or delete that folder")
 
 
 def read_state(run_dir: Path) -> str | None:

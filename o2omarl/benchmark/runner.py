@@ -6,6 +6,7 @@ Run store (one folder per job, DESIGN.md section 6):
         config.json      resolved settings, dataset, package versions, git commit
         status.json      running | stopped | done | failed (+ error)
         metrics.jsonl    one row per evaluation (env_step 0 = the offline policy)
+        events.out.tfevents.*  TensorBoard: the rows, and training points between them
         checkpoint.pt    learner + online-loop state at the last evaluation (atomic rewrite)
         replay/          the replay buffer in chunks, for resuming (removed when done)
         model.pt         final weights
@@ -34,8 +35,10 @@ from o2omarl.benchmark.jobs import JobSpec, make_method, plan
 from o2omarl.benchmark.pretrained import load_or_pretrain, reads_dataset
 from o2omarl.benchmark.results import read_jsonl
 from o2omarl.benchmark.resume import ReplayLog, load_resume
-from o2omarl.benchmark.rundir import (JsonLines, RunLog, check_run_dirs, check_same, git_commit,
-                                      job_config, read_state, truncate_metrics, write_status)
+from o2omarl.benchmark.rundir import (JsonLines, RunLog, TensorBoardLog, check_run_dirs,
+                                      check_same, git_commit, job_config, read_state,
+                                      remove_event_files, truncate_events, truncate_metrics,
+                                      write_status)
 from o2omarl.envs import make_env
 from o2omarl.errors import BenchError, Interrupted
 from o2omarl.locks import file_lock
@@ -105,6 +108,7 @@ def run_job(job: JobSpec, runs_dir: Path, say=print, cache_dir: Path | None = No
         if resume is None:
             for stale in ("metrics.jsonl", "checkpoint.pt", "model.pt"):
                 (run_dir / stale).unlink(missing_ok=True)
+            remove_event_files(run_dir)
             shutil.rmtree(run_dir / "replay", ignore_errors=True)
             write_json(run_dir / "config.json", config)
         write_status(run_dir, "running", pid=os.getpid(), host=socket.gethostname())
@@ -145,40 +149,45 @@ def _train(method, job: JobSpec, cache_dir: Path, run_dir: Path, say, resume,
         load_or_pretrain(method, job, cache_dir, dataset, eval_env, say)
     env = make_env(job.map_name, method.cfg.num_envs, job.backend)
     metrics = run_dir / "metrics.jsonl"
-    training = method.online(env, eval_env, job.steps, JsonLines(metrics),
-                             dataset() if method.uses_offline_data else None,
-                             learner_mode=job.learner_mode)
-    replay = ReplayLog(run_dir / "replay")
     if resume is not None:
-        method.learner.load_state_dict(resume.learner)
-        replay.restore(training.buffer, resume.replay_chunks)
-        training.load_state_dict(resume.training)
-        # Rows logged after the checkpoint are recomputed: drop them so none is duplicated.
-        truncate_metrics(metrics, training.last_eval)
-    else:
-        metrics.unlink(missing_ok=True)
+        # Events after the checkpoint are logged again: drop them before a writer opens a file.
+        truncate_events(run_dir, resume.training["rollout"]["env_steps"])
+    with contextlib.closing(TensorBoardLog(run_dir, JsonLines(metrics), "env_step")) as log:
+        training = method.online(env, eval_env, job.steps, log,
+                                 dataset() if method.uses_offline_data else None,
+                                 learner_mode=job.learner_mode)
+        replay = ReplayLog(run_dir / "replay")
+        if resume is not None:
+            method.learner.load_state_dict(resume.learner)
+            replay.restore(training.buffer, resume.replay_chunks)
+            training.load_state_dict(resume.training)
+            # Rows logged after the checkpoint are recomputed: drop them so none is duplicated.
+            truncate_metrics(metrics, training.last_eval)
+        else:
+            metrics.unlink(missing_ok=True)
 
-    def checkpoint() -> None:
-        chunks = replay.save_new(training.buffer)  # first: the checkpoint refers to them
-        method.save(run_dir / "checkpoint.pt", training, replay_chunks=chunks)
+        def checkpoint() -> None:
+            log.flush()  # every event the checkpoint covers is on disk before it
+            chunks = replay.save_new(training.buffer)  # first: the checkpoint refers to them
+            method.save(run_dir / "checkpoint.pt", training, replay_chunks=chunks)
 
-    ended = False
+        ended = False
 
-    def after_eval(step: int, row: dict) -> bool:
-        nonlocal ended
-        checkpoint()
-        ended = bool(on_eval and on_eval(method, training, step, row))
-        return ended
+        def after_eval(step: int, row: dict) -> bool:
+            nonlocal ended
+            checkpoint()
+            ended = bool(on_eval and on_eval(method, training, step, row))
+            return ended
 
-    stop.armed = True
-    try:
-        training.run(on_eval=after_eval, should_stop=stop)
-    finally:
-        stop.armed = False
-    if ended:
-        training.close()  # the learner process, if any: run() keeps it for a resume
-    if training.finished or ended:
-        method.save(run_dir / "model.pt")
-    else:
-        checkpoint()
+        stop.armed = True
+        try:
+            training.run(on_eval=after_eval, should_stop=stop)
+        finally:
+            stop.armed = False
+        if ended:
+            training.close()  # the learner process, if any: run() keeps it for a resume
+        if training.finished or ended:
+            method.save(run_dir / "model.pt")
+        else:
+            checkpoint()
     return training, training.finished or ended

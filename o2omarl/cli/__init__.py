@@ -1,5 +1,6 @@
 """`bench`: a thin Click layer. Each command parses, calls one library function, prints
-(`commands.py`: collect, run, runs, report, perf, maps; `datasets.py`: the datasets group).
+(`commands.py`: collect, run, runs, report, perf, maps; `datasets.py`: the datasets group;
+`evaluate.py`: eval).
 
 Library errors (`o2omarl.errors`) become one line on stderr and exit code 2 (usage) or 1
 (failure); `--debug` shows the traceback instead.
@@ -10,7 +11,6 @@ from __future__ import annotations
 import errno
 import sys
 import traceback
-from decimal import Decimal, InvalidOperation
 
 import click
 
@@ -31,17 +31,12 @@ class Count(click.ParamType):
     name = "count"
 
     def convert(self, value, param, ctx):
-        if isinstance(value, int):
-            return value
-        text = str(value).strip().replace("_", "")
-        scale = {"k": 1000, "m": 1_000_000}.get(text[-1:].lower(), 1)
+        from o2omarl.benchmark.sweep import parse_count  # one rule for the CLI and sweep files
+
         try:
-            number = Decimal(text[:-1] if scale > 1 else text) * scale
-        except InvalidOperation:
-            number = None
-        if number is None or not number.is_finite() or number != number.to_integral_value():
+            return parse_count(value)
+        except ValueError:
             self.fail(f"{value!r} is not a whole number (e.g. 100000, 1e5, 100k)", param, ctx)
-        return int(number)
 
 
 COUNT = Count()
@@ -49,9 +44,9 @@ COUNT = Count()
 
 def complete_methods(ctx, param, incomplete: str) -> list[str]:
     """Shell completion of method names (see README, "Shell completion")."""
-    from o2omarl.benchmark.registry import METHODS
+    from o2omarl.benchmark.jobs import METHOD_NAMES
 
-    return [m for m in sorted(METHODS) if m.startswith(incomplete)]
+    return [m for m in METHOD_NAMES if m.startswith(incomplete)]
 
 
 def complete_dataset_ids(ctx, param, incomplete: str) -> list[str]:
@@ -112,4 +107,4 @@ def main(argv=None) -> None:
 
 
 # The commands register themselves on `cli` (imported last: they import `cli` from here).
-from o2omarl.cli import commands, datasets  # noqa: E402,F401
+from o2omarl.cli import commands, datasets, evaluate  # noqa: E402,F401

@@ -57,6 +57,9 @@ def collect(map_name, behaviour, tiers, episodes, epsilon, seed, num_envs, train
     """
     import time
 
+    from o2omarl.envs import env_info
+
+    env_info(map_name, backend)  # an unknown map: one line, before torch and jax are imported
     from o2omarl.benchmark.tiers import collect_any
     from o2omarl.progress import fmt_duration
 
@@ -96,6 +99,12 @@ def _summary(res) -> None:
 
 @cli.command()
 @click.argument("methods", nargs=-1, shell_complete=complete_methods)
+@click.option("--config", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A sweep file (YAML): methods, maps, datasets, seeds, budgets and named "
+                   "variants; options given beside it replace its keys (README, Sweep files).")
+@click.option("--label", default=None,
+              help="Run the one METHOD as a variant of this name: its own folder and name in "
+                   "reports, beside the plain method in one run store (e.g. with --set).")
 @click.option("--map", "map_name", default=None,
               help="Map; omitted: every map that has the dataset tier.")
 @click.option("--dataset", default=None, shell_complete=complete_dataset_ids,
@@ -121,8 +130,9 @@ def _summary(res) -> None:
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config field, e.g. --set eps_start=0.2 (repeatable).")
 @click.option("--backend", default="smax", show_default=True)
-def run(methods, map_name, dataset, seed, seeds, seed_offset, steps, pretrain_steps, workers,
-        executor, address, device, runs_dir, overrides, backend):
+@click.pass_context
+def run(ctx, methods, config, label, map_name, dataset, seed, seeds, seed_offset, steps,
+        pretrain_steps, workers, executor, address, device, runs_dir, overrides, backend):
     """Offline pretraining (cached), then online fine-tuning, for each method and seed.
 
     Finished jobs are skipped and unfinished ones resume from their last checkpoint, so the
@@ -133,16 +143,19 @@ def run(methods, map_name, dataset, seed, seeds, seed_offset, steps, pretrain_st
     Examples:
       bench run ovmse ft-qmix qmix --map 2s3z --seeds 5
       bench run ft-qmix --map 3m --dataset heuristic --steps 50000 --pretrain-steps 2000 --seed 0
+      bench run ft-qmix --map 3m --dataset heuristic --set eps_start=0.2 --label ft-qmix_eps0.2
       bench run ovmse --seeds 5 --executor ray --address ray://head:10001
+      bench run --config benchmarks/paper.yaml --workers 4
     """
-    from o2omarl.benchmark import check_failed, run_all, seed_list
-    from o2omarl.benchmark.executors import default_workers
+    from click.core import ParameterSource
 
-    rows = run_all(list(methods), map_name, dataset, seed_list(seed, seeds, seed_offset), steps,
-                   pretrain_steps, runs_dir=runs_dir, device=device,
-                   overrides=_parse_overrides(overrides), backend=backend,
-                   workers=workers if workers is not None else default_workers(),
-                   executor=executor, address=address, say=click.echo)
+    from o2omarl.benchmark import check_failed, run_sweep
+    from o2omarl.benchmark.sweep import from_command_line
+
+    typed = {k for k in ctx.params if ctx.get_parameter_source(k) is not ParameterSource.DEFAULT}
+    sweep = from_command_line(config, {**ctx.params, "overrides": _parse_overrides(overrides)},
+                              typed)
+    rows = run_sweep(sweep, say=click.echo)
     click.echo(_table(rows, ["method", "map", "dataset", "seed", "state", "win rate",
                              "return", "run dir"]))
     check_failed(rows)
@@ -207,7 +220,10 @@ def _parse_overrides(items) -> dict:
 @click.option("--names", multiple=True, metavar="METHOD=NAME,...",
               help="Display names in tables and figures, over the built-in ones (OVMSE, "
                    "FT-QMIX, ...), e.g. --names ovmse=Ours,ft-qmix=Fine-tuned.")
-def report(runs_dirs, out, maps, methods, formats, names):
+@click.option("--replays", is_flag=True,
+              help="Add a GIF of one battle of the best and the worst run of each cell "
+                   "(SMAX; about half a minute a battle).")
+def report(runs_dirs, out, maps, methods, formats, names, replays):
     """Tables and figures of every finished run, and an index page showing them all.
 
     Unfinished and failed runs are listed apart, never averaged in; runs with different
@@ -219,12 +235,14 @@ def report(runs_dirs, out, maps, methods, formats, names):
       bench report                                  # runs/ -> reports/index.html
       bench report --map 3m --method ovmse --method ft-qmix --format png --out reports/3m
       bench report --runs-dir runs/a --runs-dir runs/b --names ovmse=Ours
+      bench report --replays                        # and a battle of each cell's best, worst
     """
     from o2omarl.reports import build_report
     from o2omarl.reports.build import parse_names
 
     index = build_report(list(runs_dirs), out, list(maps) or None, list(methods) or None,
-                         formats.split(","), say=click.echo, names=parse_names(names))
+                         formats.split(","), say=click.echo, names=parse_names(names),
+                         replays=replays)
     click.echo(f"report: {index} (and {index.with_suffix('.md').name})")
 
 

@@ -10,7 +10,7 @@ from typing import ClassVar, Protocol
 import numpy as np
 import torch
 
-from o2omarl.episodes import Rollout
+from o2omarl.episodes import Episode, Rollout
 from o2omarl.datasets.policies import uniform_available
 from o2omarl.envs.base import Obs, VecEnv
 from o2omarl.qmix.learner import masked_q
@@ -109,10 +109,16 @@ class Actor:
         return actions
 
 
+def greedy_episodes(agent: RNNAgent, env: VecEnv, episodes: int, seed: int,
+                    device="cpu") -> list[Episode]:
+    """The greedy policy's `episodes` episodes, run on the envs in parallel."""
+    actor = Actor(agent, env.num_envs, env.info.n_agents, env.info.n_actions, None, seed, device)
+    return Rollout(env, actor, seed).collect(episodes)
+
+
 def evaluate(agent: RNNAgent, env: VecEnv, episodes: int, seed: int, device="cpu") -> dict:
     """Greedy policy for `episodes` episodes in parallel: win rate, mean return and length."""
-    actor = Actor(agent, env.num_envs, env.info.n_agents, env.info.n_actions, None, seed, device)
-    eps = Rollout(env, actor, seed).collect(episodes)
+    eps = greedy_episodes(agent, env, episodes, seed, device)
     return {
         "test_win_rate": float(np.mean([e.won for e in eps])),
         "test_return": float(np.mean([e.ret for e in eps])),

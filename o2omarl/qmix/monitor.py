@@ -15,7 +15,19 @@ from o2omarl.errors import BenchError
 from o2omarl.progress import warn
 
 
-Log = Callable[[dict], None]  # where a loop writes its metrics rows
+# Where a loop writes its metrics rows. A log may also offer `scalars(step, metrics)`: the
+# loop then hands it the training metrics between two rows as well, at a finer grain
+# (`Window.tail`), for TensorBoard (`benchmark.rundir.TensorBoardLog`).
+Log = Callable[[dict], None]
+
+# Training points a loop hands `log.scalars` per evaluation interval (at its boundaries): 10
+# makes curves finer than evaluations, and costs ~10 x the tags of one row per evaluation.
+POINTS_PER_EVAL = 10
+
+
+def points_every(eval_interval: int) -> int:
+    """Steps (env steps online, updates offline) between two training points."""
+    return max(1, eval_interval // POINTS_PER_EVAL)
 
 
 class Diverged(BenchError):
@@ -23,21 +35,51 @@ class Diverged(BenchError):
 
 
 class Window:
-    """Averages of training episodes and update metrics between two evaluations."""
+    """Averages of training episodes and update metrics between two evaluations; `tail` gives
+    those since its previous call, the finer points between two evaluations."""
 
     def __init__(self):
         self.returns, self.wins, self.metrics = [], [], defaultdict(list)
         self.explorers: list[float] = []
+        self.marks: dict[str, int] = {}  # list -> its length at the last `tail()`
+
+    def _lists(self) -> dict[str, list]:
+        return {"returns": self.returns, "wins": self.wins, "explorers": self.explorers,
+                **{f"metrics/{k}": v for k, v in self.metrics.items()}}
+
+    def _means(self, start: dict[str, int]) -> dict:
+        lists = {k: v[start.get(k, 0):] for k, v in self._lists().items()}
+        row = {k.removeprefix("metrics/"): float(np.mean(v)) for k, v in lists.items()
+               if k.startswith("metrics/") and v}
+        if lists["returns"]:
+            row.update(train_return=float(np.mean(lists["returns"])),
+                       train_win_rate=float(np.mean(lists["wins"])),
+                       train_episodes=len(lists["wins"]))
+        if lists["explorers"]:
+            row["exploring_agents"] = float(np.mean(lists["explorers"]))
+        return row
 
     def flush(self) -> dict:
-        row = {k: float(np.mean(v)) for k, v in self.metrics.items()}
-        if self.returns:
-            row.update(train_return=float(np.mean(self.returns)),
-                       train_win_rate=float(np.mean(self.wins)), train_episodes=len(self.wins))
-        if self.explorers:
-            row["exploring_agents"] = float(np.mean(self.explorers))
+        row = self._means({})
         self.__init__()
         return row
+
+    def tail(self) -> dict:
+        """The means since the previous `tail()` (or `flush()`); {} if nothing came since."""
+        row = self._means(self.marks)
+        self.marks = {k: len(v) for k, v in self._lists().items()}
+        return row
+
+    def state_dict(self) -> dict:
+        return {"returns": list(self.returns), "wins": list(self.wins),
+                "metrics": {k: list(v) for k, v in self.metrics.items()},
+                "explorers": list(self.explorers), "marks": dict(self.marks)}
+
+    def load_state_dict(self, sd: dict) -> None:
+        self.returns, self.wins = list(sd["returns"]), list(sd["wins"])
+        self.metrics = defaultdict(list, {k: list(v) for k, v in sd["metrics"].items()})
+        self.explorers = list(sd["explorers"])
+        self.marks = dict(sd.get("marks", {}))  # checkpoints from before TensorBoard: none
 
 
 # Q_tot above this many times the best possible return (~20) is no estimate of any return: the

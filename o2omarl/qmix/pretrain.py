@@ -13,7 +13,8 @@ from o2omarl.progress import Progress
 from o2omarl.qmix.acting import evaluate
 from o2omarl.qmix.buffer import Batch, ReplayBuffer
 from o2omarl.qmix.learner import Learner
-from o2omarl.qmix.monitor import Divergence, Log, Window, check_finite, eval_seed, summary
+from o2omarl.qmix.monitor import (Divergence, Log, Window, check_finite, eval_seed,
+                                  points_every, summary)
 
 
 @dataclass
@@ -37,6 +38,8 @@ def pretrain(
     window, row = Window(), {}
     bar = Progress("pretrain", cfg.steps, "updates")
     divergence = Divergence("pretrain")
+    scalars = getattr(log, "scalars", None)  # training points between evaluations (Log)
+    every = points_every(min(cfg.eval_interval or cfg.steps, cfg.steps))
     start = time.monotonic()
     for i, batch in enumerate(_prefetched(data, cfg.batch_size, rng, learner.device,
                                           cfg.steps), start=1):
@@ -45,6 +48,8 @@ def pretrain(
         for k, v in metrics.items():
             window.metrics[k].append(v)
         at_eval = i == cfg.steps or (cfg.eval_interval and i % cfg.eval_interval == 0)
+        if scalars and (at_eval or i % every == 0):
+            scalars(i, window.tail())
         if at_eval:
             row = {"update": i, **window.flush(),
                    "updates_per_s": i / (time.monotonic() - start)}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -23,7 +22,8 @@ from o2omarl.progress import Progress
 from o2omarl.qmix.acting import Actor, ExplorationRule, Schedule, epsilon_greedy, evaluate
 from o2omarl.qmix.buffer import ReplayBuffer
 from o2omarl.qmix.learner import Learner, UpdateContext
-from o2omarl.qmix.monitor import Divergence, Log, Window, check_finite, eval_seed, summary
+from o2omarl.qmix.monitor import (Divergence, Log, Window, check_finite, eval_seed,
+                                  points_every, summary)
 from o2omarl.qmix.updates import UpdateSchedule, make_transport
 from o2omarl.qmix.updates import learner_mode as resolve_learner_mode
 
@@ -93,6 +93,9 @@ class OnlineTraining:
         self.elapsed = 0.0  # wall seconds of training so far, earlier sessions included
         self.divergence = Divergence(label)
         self.eval_interval = cfg.eval_interval or default_eval_interval(budget)
+        # Training points between evaluations, for a log that takes them (TensorBoard)
+        self.scalars = getattr(log, "scalars", None)
+        self.points_every = points_every(self.eval_interval)
 
     @property
     def env_step(self) -> int:
@@ -104,16 +107,12 @@ class OnlineTraining:
 
     def state_dict(self) -> dict:
         assert self.learning.idle, "checkpoint between steps, after run() returns or on_eval"
-        w = self.window
         return {"rollout": self.rollout.state_dict(), "rng": self.rng.bit_generator.state,
                 "pending": self.pending, "episodes": self.episodes,
                 "next_eval": self.next_eval, "last_eval": self.last_eval, "row": self.row,
                 "elapsed": self.elapsed,
                 "acting": {k: v.clone() for k, v in self.actor.agent.state_dict().items()},
-                "fresh": self.learning.fresh,
-                "window": {"returns": list(w.returns), "wins": list(w.wins),
-                           "metrics": {k: list(v) for k, v in w.metrics.items()},
-                           "explorers": list(w.explorers)}}
+                "fresh": self.learning.fresh, "window": self.window.state_dict()}
 
     def load_state_dict(self, sd: dict) -> None:
         self.rollout.load_state_dict(sd["rollout"])
@@ -124,10 +123,7 @@ class OnlineTraining:
         # Checkpoints from before the lagged schedule: the actor acted with the learner's agent.
         self.actor.agent.load_state_dict(sd.get("acting") or self.learner.agent.state_dict())
         self.learning.fresh = sd.get("fresh")
-        w = sd["window"]
-        self.window.returns, self.window.wins = list(w["returns"]), list(w["wins"])
-        self.window.metrics = defaultdict(list, {k: list(v) for k, v in w["metrics"].items()})
-        self.window.explorers = list(w["explorers"])
+        self.window.load_state_dict(sd["window"])
 
     def run(self, on_eval: Callable[[int, dict], bool | None] | None = None,
             should_stop: Callable[[], bool] | None = None) -> dict:
@@ -153,7 +149,12 @@ class OnlineTraining:
                     break
             if step >= self.budget:
                 break
+            before = self.env_step
             self._collect_and_learn()
+            # A training point at each boundary, unless an evaluation is due there (it adds one)
+            if (self.env_step // self.points_every > before // self.points_every
+                    and self.env_step < min(self.next_eval, self.budget)):
+                self._training_point(self.env_step)
             bar.update(self.env_step, rate=self.rollout.steady_rate())
         self._sync()
         if self.finished:
@@ -165,15 +166,26 @@ class OnlineTraining:
         """End a learner process now rather than when this object is collected."""
         self.learning.close()
 
+    def _training_point(self, step: int) -> None:
+        """The window's metrics since the previous point, to a log that takes them."""
+        point = self.window.tail() if self.scalars else {}
+        if point:
+            self.scalars(step, {**point, **self._schedules(step)})
+
+    def _schedules(self, step: int) -> dict:
+        """The schedules at this very step (not window means): eps_t, lambda_t."""
+        parts = self.parts
+        return {"epsilon": parts.epsilon(step),
+                **(parts.schedules(step, self.budget) if parts.schedules else {})}
+
     def _evaluate(self, step: int) -> None:
-        cfg, parts, learner = self.cfg, self.parts, self.learner
+        cfg, learner = self.cfg, self.learner
+        self._training_point(step)  # the last stretch before the window is flushed
         self.row = {"env_step": step, "episodes": self.episodes, "updates": learner.updates,
                     **evaluate(learner.agent, self.eval_env, cfg.eval_episodes,
                                eval_seed(self.seed), learner.device),
                     **self.window.flush(),
-                    # schedules at this very step (not window means): eps_t, lambda_t
-                    "epsilon": parts.epsilon(step),
-                    **(parts.schedules(step, self.budget) if parts.schedules else {}),
+                    **self._schedules(step),
                     "wall_s": self.elapsed,
                     "env_steps_per_s": self.rollout.steady_rate()}
         self.log(self.row)

@@ -6,6 +6,8 @@ Output (under `out`):
     tables/<name>.{md,tex,csv}      main, aggregate, improvement, datasets, not_included
     figures/<name>.{png,pdf}        win_<task>, return_<task>, ablation_<task>, grid_win,
                                     profile
+    replays/<task>_<method>_<which>.gif   with replays=True: one battle of the best and the
+                                    worst run of each cell (by AUC), drawn by SMAX
 
 Every file is written to a temporary name in its folder and renamed into place, so a killed
 report leaves old or new files, never half-written ones. Files of an earlier report that this
@@ -37,6 +39,7 @@ class _Figure:
     stem: str  # path relative to the report folder, without the suffix
     caption: str
     full: bool = False  # shown a row of its own, at its own size
+    image: str | None = None  # the one file, by suffix, when not the figure formats (a GIF)
 
 
 @dataclass
@@ -120,13 +123,16 @@ def select_runs(runs_dirs: list[Path], maps=None, methods=None) -> list[RunRecor
 
 def build_report(runs_dir="runs", out="reports", maps=None, methods=None,
                  formats=FORMATS, say: Callable[[str], None] = print, seed: int = 0,
-                 n_boot: int = stats.N_BOOT, names: dict[str, str] | None = None) -> Path:
+                 n_boot: int = stats.N_BOOT, names: dict[str, str] | None = None,
+                 replays: bool = False) -> Path:
     """Write every table and figure of the runs in `runs_dir` (one store or a list of them,
     pooled) to `out`; return index.html.
 
     Only finished runs are averaged; the others are listed in the not-included table.
     `seed` and `n_boot` set the bootstrap (a fresh generator per interval). `names` maps
     methods to display names over DISPLAY_NAMES (`parse_names` reads `--names`).
+    `replays` adds a GIF of one battle of the best and the worst run of each cell (this
+    starts the simulator: about half a minute a battle on a CPU).
     """
     stores: list[Path] = []
     for d in [runs_dir] if isinstance(runs_dir, (str, Path)) else runs_dir:
@@ -204,6 +210,7 @@ def build_report(runs_dir="runs", out="reports", maps=None, methods=None,
                              "Performance profiles: fraction of runs (all tasks pooled) whose "
                              "score exceeds each threshold, with 95% stratified bootstrap band."))
     dataset_ids = sorted({r.dataset for r in runs if r.dataset})
+    battles = _replays(cells, out, names, say) if replays else []
     sections = [
         _Section("Main table", [table(tables.main_table(cells, seed, n_boot, names))]),
         _Section("Learning curves", curves, "No finished run."),
@@ -212,6 +219,7 @@ def build_report(runs_dir="runs", out="reports", maps=None, methods=None,
                  "the ablation (ovmse, ovm, se, ft-qmix); where the ablation's methods are all "
                  "that ran, the learning curves above are the ablation."),
         _Section("Across tasks", across),
+        *([_Section("Replays", battles)] if replays else []),
         _Section("Datasets", [table(tables.dataset_table(dataset_ids))]),
         _Section("Not included", [table(tables.excluded_table(excluded, stores))]),
     ]
@@ -227,6 +235,27 @@ def build_report(runs_dir="runs", out="reports", maps=None, methods=None,
     return index
 
 
+def _replays(cells, out: Path, names: dict[str, str], say) -> list[_Figure]:
+    """One greedy battle of the best and the worst finished run of each cell, ranked by AUC
+    (the run's final weights, model.pt; the first battle of the run's own evaluations)."""
+    from o2omarl.benchmark.evaluation import render_replay  # the simulator: only when asked
+
+    items = []
+    for c in cells:
+        ranked = sorted(zip(c.values("auc"), c.runs), key=lambda p: (p[0], -p[1].seed))
+        picks = [("worst", ranked[0][1]), ("best", ranked[-1][1])] if len(ranked) > 1 else \
+            [("only", ranked[0][1])]
+        for which, run in picks:
+            stem = f"replays/{c.task.slug}_{c.method.replace(':', '-')}_{which}"
+            rep = render_replay(run.path / "model.pt", out / f"{stem}.gif", seed=run.seed)
+            items.append(_Figure(stem, f"{c.task.label}, {display_name(c.method, names)}: "
+                                 f"the {which} run (seed {run.seed}, by AUC), one greedy battle: "
+                                 f"{'won' if rep.won else 'lost'}, return {rep.ret:.1f}, "
+                                 f"{rep.steps} steps.", image="gif"))
+            say(f"replay {stem}.gif")
+    return items
+
+
 def _atomic(path: Path, write: Callable[[Path], None]) -> None:
     with atomic.replacing(path) as tmp:
         write(tmp)
@@ -238,6 +267,15 @@ def _write_text(path: Path, text: str) -> None:
 
 def _files(t: Table) -> list[tuple[str, str]]:
     return [(s, f"tables/{t.name}.{s}") for s in ("md", "tex", "csv")]
+
+
+def _suffixes(item: _Figure, formats: list[str]) -> list[str]:
+    return [item.image] if item.image else formats
+
+
+def _shown(item: _Figure, formats: list[str]) -> str | None:
+    """The file a page shows for a figure: its own image, else the PNG (a PDF is linked)."""
+    return item.image or ("png" if "png" in formats else None)
 
 
 def _index_md(sections: list[_Section], intro: str, formats: list[str]) -> str:
@@ -252,9 +290,10 @@ def _index_md(sections: list[_Section], intro: str, formats: list[str]) -> str:
                 lines += [f"{item.legend()} ({files})", ""]
                 lines += [item.markdown().rstrip("\n") if item.rows else "None.", ""]
             else:
-                if "png" in formats:
-                    lines += [f"![{Path(item.stem).name}]({item.stem}.png)", ""]
-                files = ", ".join(f"[{f}]({item.stem}.{f})" for f in formats)
+                shown = _shown(item, formats)
+                if shown:
+                    lines += [f"![{Path(item.stem).name}]({item.stem}.{shown})", ""]
+                files = ", ".join(f"[{f}]({item.stem}.{f})" for f in _suffixes(item, formats))
                 lines += [f"{item.caption} ({files})", ""]
     return "\n".join(lines)
 
@@ -292,9 +331,11 @@ def _index_html(sections: list[_Section], intro: str, formats: list[str]) -> str
                 parts.append(f'<div class="wide" data-table="{esc(item.name)}">{item.html()}'
                              "</div>" if item.rows else "<p>None.</p>")
             else:
-                files = ", ".join(f'<a href="{esc(item.stem)}.{f}">{f}</a>' for f in formats)
-                img = (f'<img src="{esc(item.stem)}.png" alt="{esc(item.caption)}">'
-                       if "png" in formats else "")
+                files = ", ".join(f'<a href="{esc(item.stem)}.{f}">{f}</a>'
+                                  for f in _suffixes(item, formats))
+                shown = _shown(item, formats)
+                img = (f'<img src="{esc(item.stem)}.{shown}" alt="{esc(item.caption)}">'
+                       if shown else "")
                 cls = ' class="full"' if item.full else ""
                 parts.append(f"<figure{cls}>{img}<figcaption>{esc(item.caption)} ({files})"
                              "</figcaption></figure>")
