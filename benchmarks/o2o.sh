@@ -9,7 +9,8 @@
 # harness skips finished runs and resumes unfinished ones, so the same command continues a
 # sweep a later sitting left off. ft-qmix with the O2O epsilon schedule (0.2 -> 0.05) is the
 # same method with other settings, so it runs into a run store of its own (RUNS/<map>-<tier>-
-# ft-qmix_eps0.2) and gets its own report. Reports land in docs/results/o2o_<map>[_<tier>]/.
+# ft-qmix_eps0.2); the report reads both. Reports land in docs/results/o2o_<map>[_<tier>]/.
+# (benchmarks/paper.yaml is the same experiment as one sweep file, the variant in one store.)
 set -euo pipefail
 MAP=${1:?usage: o2o.sh MAP [TIER]}
 TIER=${2:-medium}
@@ -24,5 +25,5 @@ bench run ovmse ovm se ft-qmix cql-ft hybrid qmix --map "$MAP" --dataset "$TIER"
     --seeds "$SEEDS" --steps "$STEPS" --workers "$WORKERS" --runs-dir "$STORE"
 bench run ft-qmix --map "$MAP" --dataset "$TIER" --seeds "$SEEDS" --steps "$STEPS" \
     --workers "$WORKERS" --runs-dir "$STORE-ft-qmix_eps0.2" --set eps_start=0.2
-bench report --runs-dir "$STORE" --out "$OUT" --format png
-bench report --runs-dir "$STORE-ft-qmix_eps0.2" --out "$OUT/ft-qmix_eps0.2" --format png
+# One report over both stores: the two ft-qmix settings become variants named by what differs.
+bench report --runs-dir "$STORE" --runs-dir "$STORE-ft-qmix_eps0.2" --out "$OUT" --format png
