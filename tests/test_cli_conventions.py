@@ -13,17 +13,8 @@ import click
 import pytest
 
 from o2omarl import datasets
-from o2omarl.cli import COUNT, main
-
-
-def bench(argv, capsys):
-    code = 0
-    try:
-        main(argv)
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
+from o2omarl.cli import COUNT
+from test_errors import bench
 
 
 @pytest.mark.parametrize("text, value", [("100000", 100_000), ("100_000", 100_000),

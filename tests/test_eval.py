@@ -18,9 +18,9 @@ from o2omarl.benchmark.evaluation import BattleRecorder, ffmpeg_binary, load_pol
 from o2omarl.benchmark.jobs import plan
 from o2omarl.benchmark.results import read_jsonl
 from o2omarl.benchmark.runner import run_job
-from o2omarl.cli import main
 from o2omarl.envs import make_env
 from o2omarl.qmix.acting import greedy_episodes
+from test_errors import bench
 
 EVAL_EPISODES = 8
 
@@ -34,16 +34,6 @@ def run_dir(heuristic_3m, tmp_path_factory):
     runs = tmp_path_factory.mktemp("eval") / "runs"
     run_job(job, runs, say=lambda msg: None)
     return job.run_dir(runs)
-
-
-def bench(argv, capsys):
-    code = 0
-    try:
-        main(argv)
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_eval_plays_the_runs_evaluation_battles_with_intervals(run_dir, capsys):

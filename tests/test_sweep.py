@@ -12,21 +12,11 @@ import pytest
 import o2omarl.benchmark
 from o2omarl.benchmark import plan
 from o2omarl.benchmark.sweep import plan_sweep
-from o2omarl.cli import main
 from test_envs import SIMULATOR, bench_in_fresh_python
+from test_errors import bench
 
 PAPER = Path(__file__).parents[1] / "benchmarks" / "paper.yaml"
 TINY = ["--set", "hidden=16", "--set", "num_envs=4", "--set", "eval_episodes=4"]
-
-
-def bench(argv, capsys):
-    code = 0
-    try:
-        main(argv)
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture
