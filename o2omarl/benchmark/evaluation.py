@@ -18,6 +18,7 @@ import numpy as np
 
 from o2omarl import atomic
 from o2omarl.envs import env_info, make_env
+from o2omarl.envs.smax import split_step_key
 from o2omarl.errors import BenchError, UsageError, positive
 from o2omarl.qmix import QmixO2O
 from o2omarl.qmix.acting import greedy_episodes
@@ -214,7 +215,7 @@ class BattleRecorder:
 
     def __init__(self, env):
         self.env, self.info, self.num_envs = env, env.info, env.num_envs
-        self.smax = env._env  # the jaxmarl env: its step and its renderer
+        self.smax = env.smax  # the jaxmarl env: its step and its renderer
         self.tick_seconds = self.smax.time_per_step
         self.before: list[tuple[dict, np.ndarray]] = []
 
@@ -239,9 +240,9 @@ class BattleRecorder:
         for t, (saved, actions) in enumerate(self.before):
             state = jax.tree.unflatten(treedef, [jax.numpy.asarray(x[0])
                                                  for x in saved["leaves"]])
-            # The key `SmaxVecEnv`'s step gave SMAX (envs/smax.py, step_one), so the ticks
-            # replayed are the very ones of the battle played.
-            key = jax.random.split(jax.numpy.asarray(saved["keys"][0]), 3)[0]
+            # The key `SmaxVecEnv`'s step gave SMAX, so the ticks replayed are the very ones
+            # of the battle played.
+            key = split_step_key(jax.numpy.asarray(saved["keys"][0]))[0]
             acts = {a: actions[0, i] for i, a in enumerate(smax.agents)}
             seq = jax.tree.map(np.asarray, smax.step_env(key, state, acts, True))
             # Who attacks whom during the step, for the bullets (as SMAX's expand_state_seq)

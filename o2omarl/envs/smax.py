@@ -141,6 +141,12 @@ def _world_state(env, inner):
                             types / max_type]).astype(jnp.float32)
 
 
+def split_step_key(key):
+    """(SMAX's step_env key, the auto-reset key, the next step's key) of one env step: the
+    one rule, which a replay of a recorded battle (benchmark/evaluation.py) follows too."""
+    return _jaxmarl()["jax"].random.split(key, 3)
+
+
 @lru_cache(maxsize=None)
 def _jitted(map_name: str):
     """The batched reset and step of a map, traced once per process: every env of the map
@@ -167,7 +173,7 @@ def _jitted(map_name: str):
         return state, observe(obs, state)
 
     def step_one(key, state, actions):
-        k_step, k_reset, k_next = jax.random.split(key, 3)
+        k_step, k_reset, k_next = split_step_key(key)
         acts = {a: actions[i] for i, a in enumerate(env.agents)}
         obs, state, rewards, _, _ = env.step_env(k_step, state, acts)
         inner = state.state
@@ -217,6 +223,11 @@ class SmaxVecEnv:
         self._env = _make_smax(map_name)
         self._jax_state = None
         self._keys = None
+
+    @property
+    def smax(self):
+        """The jaxmarl SMAX env underneath (its step_env and renderer, for replays)."""
+        return self._env
 
     def reset(self, seed: int) -> Obs:
         jax = _jaxmarl()["jax"]
