@@ -8,9 +8,9 @@
 # Every method of the suite from the tier's newest dataset, on the same seeds and budget; the
 # harness skips finished runs and resumes unfinished ones, so the same command continues a
 # sweep a later sitting left off. ft-qmix with the O2O epsilon schedule (0.2 -> 0.05) is the
-# same method with other settings, so it runs into a run store of its own (RUNS/<map>-<tier>-
-# ft-qmix_eps0.2); the report reads both. Reports land in docs/results/o2o_<map>[_<tier>]/.
-# (benchmarks/paper.yaml is the same experiment as one sweep file, the variant in one store.)
+# same method with other settings: a labelled variant in the same store, so it starts from the
+# same cached offline weights. Reports land in docs/results/o2o_<map>[_<tier>]/.
+# (benchmarks/paper.yaml is the same experiment as one sweep file.)
 set -euo pipefail
 MAP=${1:?usage: o2o.sh MAP [TIER]}
 TIER=${2:-medium}
@@ -24,6 +24,5 @@ set -x
 bench run ovmse ovm se ft-qmix cql-ft hybrid qmix --map "$MAP" --dataset "$TIER" \
     --seeds "$SEEDS" --steps "$STEPS" --workers "$WORKERS" --runs-dir "$STORE"
 bench run ft-qmix --map "$MAP" --dataset "$TIER" --seeds "$SEEDS" --steps "$STEPS" \
-    --workers "$WORKERS" --runs-dir "$STORE-ft-qmix_eps0.2" --set eps_start=0.2
-# One report over both stores: the two ft-qmix settings become variants named by what differs.
-bench report --runs-dir "$STORE" --runs-dir "$STORE-ft-qmix_eps0.2" --out "$OUT" --format png
+    --workers "$WORKERS" --runs-dir "$STORE" --set eps_start=0.2 --label ft-qmix_eps0.2
+bench report --runs-dir "$STORE" --out "$OUT" --format png
