@@ -186,6 +186,27 @@ def test_commands_that_simulate_nothing_do_not_import_the_simulator(argv, says, 
     assert imported <= may_import, f"bench {' '.join(argv)} imported {imported - may_import}"
 
 
+def test_loading_the_simulator_keeps_the_callers_stdout_and_stderr():
+    """jaxmarl's import resets sys.stdout/sys.stderr to the process's own; a caller's redirect
+    (a log capture, pytest's capsys) must survive the first env made in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    code = ("import io, sys\n"
+            "out, err = io.StringIO(), io.StringIO()\n"
+            "sys.stdout, sys.stderr = out, err\n"
+            "try:\n"
+            "    from o2omarl.envs import make_env\n"
+            f"    make_env({MAP!r}, num_envs=1)\n"
+            "finally:\n"
+            "    kept = sys.stdout is out and sys.stderr is err\n"
+            "    sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__\n"
+            "    print(kept, repr(out.getvalue()), err.getvalue(), sep='\\n')\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert res.stdout.splitlines()[:2] == ["True", "''"], res.stdout + res.stderr
+
+
 def test_unknown_backend():
     with pytest.raises(UsageError, match="'nope'.*smax"):
         env_info(MAP, backend="nope")

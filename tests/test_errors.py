@@ -259,7 +259,6 @@ def _enospc(*args, **kwargs):
 
 
 def test_full_disk_while_writing_a_dataset(fresh_root, capsys, monkeypatch):
-    env_info(MAP)  # import jaxmarl first: its import rebinds sys.stderr, escaping capsys
     monkeypatch.setattr(store, "_minari_write", _enospc)
     code, _, err = bench(["collect", "--map", MAP, "--behaviour", "random", "--episodes", "8",
                           "--num-envs", str(N)], capsys)

@@ -31,8 +31,11 @@ STATE_FORMAT = 3
 @contextlib.contextmanager
 def _quiet_stdout():
     """Silence file descriptor 1: one of jaxmarl's imports resets sys.stdout, so
-    contextlib.redirect_stdout alone does not catch its import-time prints."""
+    contextlib.redirect_stdout alone does not catch its import-time prints. The same import
+    resets sys.stderr to the process's own, which would silently undo a caller's redirect
+    (a log capture, pytest's capsys): it is put back."""
     sys.stdout.flush()
+    stderr = sys.stderr
     saved, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     try:
@@ -40,6 +43,7 @@ def _quiet_stdout():
             yield
     finally:
         sys.stdout.flush()
+        sys.stderr = stderr
         os.dup2(saved, 1)
         os.close(saved)
         os.close(devnull)
