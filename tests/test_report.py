@@ -173,10 +173,10 @@ def test_best_method_is_bold_per_task(report):
 
 def test_aggregates_and_improvement(report):
     agg = {r["method"]: r for r in read_csv(report / "tables" / "aggregate.csv")}
-    # ovmse: budget-100 task (2 seeds) and budget-200 task (1 seed), all pooled
-    aucs = [auc(CURVES["ovmse", 0]), auc(CURVES["ovmse", 1]), 0.5]
+    # ovmse: budget-100 task (2 seeds) and budget-200 task (1 seed), each task weighing the same
+    task_means = [np.mean([auc(CURVES["ovmse", 0]), auc(CURVES["ovmse", 1])]), 0.5]
     assert int(agg["ovmse"]["tasks"]) == 2 and int(agg["ovmse"]["runs"]) == 3
-    assert float(agg["ovmse"]["auc_mean"]) == pytest.approx(np.mean(aucs))
+    assert float(agg["ovmse"]["auc_mean"]) == pytest.approx(np.mean(task_means))
     poi = read_csv(report / "tables" / "improvement.csv")
     assert [(p["other"], p["shared_tasks"]) for p in poi] == [("ft-qmix", "1")]
     assert float(poi[0]["auc_poi"]) == 1.0  # every ovmse seed beats every ft-qmix seed
@@ -334,7 +334,11 @@ def test_stats_estimators():
     assert (p, lo, hi) == (0.75, 0.75, 0.75)
     frac, _, _ = stats.performance_profile([np.array([0.2, 0.6]), np.array([0.9])],
                                            np.array([0.0, 0.5, 0.95]))
-    np.testing.assert_allclose(frac, [1.0, 2 / 3, 0.0])
+    np.testing.assert_allclose(frac, [1.0, (1 / 2 + 1) / 2, 0.0])  # each task weighs the same
+    # A task with more seeds does not weigh more in the mean; IQM pools the runs (as rliable)
+    tasks = [np.zeros(6), np.ones(2)]
+    assert stats.stratified_ci(tasks)[0] == pytest.approx(0.5)
+    assert stats.stratified_ci(tasks, stats.iqm)[0] == pytest.approx(0.0)
 
 
 def test_regret_weights_by_training_episodes():

@@ -207,8 +207,9 @@ def build_report(runs_dir="runs", out="reports", maps=None, methods=None,
         panels = {name: figures.profile_bands(cells, key, seed, n_boot, names)
                   for key, name in tables.AGGREGATE_METRICS}
         across.append(figure(figures.profile_figure(panels), "figures/profile",
-                             "Performance profiles: fraction of runs (all tasks pooled) whose "
-                             "score exceeds each threshold, with 95% stratified bootstrap band."))
+                             "Performance profiles: fraction of runs (each task weighing the same) "
+                             "whose score exceeds each threshold, with 95% stratified bootstrap "
+                             "band."))
     dataset_ids = sorted({r.dataset for r in runs if r.dataset})
     battles = _replays(cells, out, names, say) if replays else []
     sections = [

@@ -56,7 +56,7 @@ def curve_bands(cells: list[Cell], column: str, seed: int = 0, n_boot: int = sta
 
 def profile_bands(cells: list[Cell], key: str, seed: int = 0, n_boot: int = stats.N_BOOT,
                   names: dict[str, str] | None = None) -> list[Band]:
-    """Performance profile of a run_metrics score per method, all its tasks pooled."""
+    """Performance profile of a run_metrics score per method, over all its tasks."""
     out = []
     for method in sorted({c.method for c in cells}, key=method_rank):
         per_task = [c.values(key) for c in cells if c.method == method]

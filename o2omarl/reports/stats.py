@@ -64,17 +64,26 @@ def _interval(boot: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
+def _across_tasks(stat: Stat, tasks: Sequence[np.ndarray], axis: int) -> np.ndarray:
+    """`stat` over every task's seeds (on `axis`). The mean is the mean of the per-task means,
+    so a task run with more seeds does not weigh more; other statistics (IQM) pool the runs, as
+    rliable does. With equal seed counts (all rliable accepts) the two readings are equal."""
+    if stat is np.mean:
+        return np.mean([x.mean(axis=axis) for x in tasks], axis=0)
+    return stat(np.concatenate(tasks, axis=axis), axis=axis)
+
+
 def stratified_ci(per_task: Sequence[np.ndarray], stat: Stat = np.mean, seed: int = 0,
                   n_boot: int = N_BOOT, level: float = LEVEL):
-    """(point, lo, hi) of `stat` over the scores of all tasks pooled (as rliable pools them).
+    """(point, lo, hi) of `stat` over the scores of all tasks (see `_across_tasks`).
 
     Each task's array has the seeds on axis 0; trailing axes (e.g. the steps of a learning
     curve) are kept, so the same function gives a curve's band.
     """
     per_task = [np.asarray(x, dtype=float) for x in per_task]
-    point = stat(np.concatenate(per_task, axis=0), axis=0)
+    point = _across_tasks(stat, per_task, axis=0)
     idx = _indices([per_task], np.random.default_rng(seed), n_boot)[0]
-    boot = stat(np.concatenate(_resample(per_task, idx), axis=1), axis=1)
+    boot = _across_tasks(stat, _resample(per_task, idx), axis=1)
     lo, hi = _interval(boot, level)
     return point, lo, hi
 
@@ -105,7 +114,7 @@ def probability_of_improvement(x_tasks: Sequence[np.ndarray], y_tasks: Sequence[
 
 def performance_profile(per_task: Sequence[np.ndarray], taus: np.ndarray, seed: int = 0,
                         n_boot: int = N_BOOT, level: float = LEVEL):
-    """(fraction, lo, hi) of runs (all tasks pooled) whose score exceeds each tau."""
+    """(fraction, lo, hi) of runs whose score exceeds each tau, every task weighing the same."""
     above = [(np.asarray(x, dtype=float)[:, None] > taus[None, :]) for x in per_task]
     return stratified_ci(above, np.mean, seed, n_boot, level)
 
