@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from o2omarl import datasets
-from o2omarl.baselines import FtQmix, Hybrid
+from o2omarl.baselines import CqlFt, FtQmix, Hybrid
 from o2omarl.cli import main
 from o2omarl.datasets import Rollout
 from o2omarl.datasets.policies import RandomPolicy
@@ -465,6 +465,17 @@ def test_pretraining_is_cached_and_reused_by_another_method(heuristic_3m, tmp_pa
     assert cql_cache.parent.name != cache.parent.name
     (row,) = read_jsonl(cql_cache / "pretrain.jsonl")
     assert row["cql_gap"] > 0 and "cfcql_gap" not in row
+
+
+@pytest.mark.parametrize("loss, kind, alpha", [("cfcql", CounterfactualConservativeLoss, 25.0),
+                                               ("cql", ConservativeLoss, 2.5)])
+def test_cql_ft_keeps_pretrainings_own_term_online(info3m, loss, kind, alpha):
+    """The term kept online is the one pretraining used, at its weight times the scale."""
+    cfg = CqlFt.Config(offline_loss=loss, online_alpha_scale=0.5)
+    (term,) = CqlFt(info3m, cfg).online_losses()
+    assert type(term) is kind and term.alpha == alpha
+    if loss == "cfcql":
+        assert term.temperature == cfg.cfcql_temperature
 
 
 def test_hybrid_batches_hold_the_offline_fraction(data3m, info3m, env4, env32, monkeypatch):

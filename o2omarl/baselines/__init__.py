@@ -4,7 +4,7 @@
 |-----------|-----------------|-------------------------------------------|-----------------------|
 | qmix      | random init     | epsilon-greedy 1.0 -> 0.05                | plain TD              |
 | ft-qmix   | offline weights | same schedule as qmix (configurable)      | plain TD              |
-| cql-ft    | offline weights | epsilon-greedy                            | TD + conservative term|
+| cql-ft    | offline weights | epsilon-greedy                            | TD + offline's term   |
 | hybrid    | random init     | epsilon-greedy; half offline episodes     | plain TD              |
 """
 
@@ -13,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from o2omarl.qmix import ConservativeLoss, QmixConfig, QmixO2O
+from o2omarl.qmix import QmixConfig, QmixO2O
 from o2omarl.qmix.algorithm import NON_NEGATIVE, PROBABILITY
+from o2omarl.qmix.conservative import offline_loss
 
 
 @dataclass
@@ -38,19 +39,23 @@ class FtQmix(QmixO2O):
 
 @dataclass
 class CqlFtConfig(QmixConfig):
-    online_cql_alpha: float = 5.0  # conservative term weight kept during fine-tuning
+    # The kept term is pretraining's own (`offline_loss`, cfcql by default), its weight scaled
+    # by this: 1.0 keeps it as it was offline, 0 turns cql-ft into ft-qmix.
+    online_alpha_scale: float = 1.0
 
-    RANGES: ClassVar[dict] = {**QmixConfig.RANGES, "online_cql_alpha": NON_NEGATIVE}
+    RANGES: ClassVar[dict] = {**QmixConfig.RANGES, "online_alpha_scale": NON_NEGATIVE}
 
 
 class CqlFt(QmixO2O):
-    """Offline weights; the conservative term stays in the loss online."""
+    """Offline weights; the conservative term of pretraining stays in the loss online."""
 
     name = "cql-ft"
     Config = CqlFtConfig
 
     def online_losses(self) -> tuple:
-        return (ConservativeLoss(self.cfg.online_cql_alpha),)
+        c, scale = self.cfg, self.cfg.online_alpha_scale
+        return (offline_loss(c.offline_loss, scale * c.cql_alpha, scale * c.cfcql_alpha,
+                             c.cfcql_temperature),)
 
 
 @dataclass
