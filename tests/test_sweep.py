@@ -88,7 +88,7 @@ def test_seed_options_beside_a_file(tmp_path, sweep_of, extra, seeds):
 
 def test_the_paper_experiment_file(sweep_of):
     sweep = sweep_of(["--config", str(PAPER)])
-    assert sweep.tasks == [("2s3z", "medium"), ("2s3z", "replay"), ("5m_vs_6m", "medium"),
+    assert sweep.tasks == [("2s3z", "medium"), ("2s3z", "replay"), ("5m_vs_6m", "poor"),
                            ("6h_vs_8z", "medium")]
     assert sorted(sweep.methods) == ["cql-ft", "ft-qmix", "hybrid", "ovm", "ovmse", "qmix", "se"]
     assert {n: (v.method, v.overrides) for n, v in sweep.variants.items()} == {
