@@ -295,6 +295,7 @@ def test_versions_reuse_identical_settings_and_bump_on_change(fresh_root):
                                 "behaviour": {"name": "random"}, "episodes": 20,
                                 "epsilon": 0.0, "seed": 0, "num_envs": N, "state_format": 3}
     assert {"minari", "jaxmarl", "jax", "h5py", "numpy"} <= set(side["packages"])
+    assert side["git_commit"] == store.git_commit() and len(side["git_commit"] or "x" * 40) == 40
     for rel, digest in side["files"].items():
         assert hashlib.sha256((r0.record.path / rel).read_bytes()).hexdigest() == digest
 

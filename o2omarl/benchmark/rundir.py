@@ -3,10 +3,8 @@ the rule that a folder is only ever resumed or skipped by the very job that made
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import subprocess
 import time
 from pathlib import Path
 
@@ -110,16 +108,6 @@ class RunLog:
             f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {msg}\n")
 
 
-@functools.cache  # one `git` call per process, not one per job of a sweep
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).parent, timeout=5)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def job_config(job: JobSpec) -> dict:
     """config.json: the resolved settings of one job and where it ran."""
     return {"method": job.method, "label": job.name, "map": job.map_name, "backend": job.backend,
@@ -128,7 +116,7 @@ def job_config(job: JobSpec) -> dict:
             "config": job.config.to_dict(),
             "env": env_info(job.map_name, job.backend).to_dict(),
             "store_version": STORE_VERSION, "packages": store.package_versions(),
-            "git_commit": git_commit(), "device": job.device}
+            "git_commit": store.git_commit(), "device": job.device}
 
 
 def fingerprint(job_config: dict) -> dict:

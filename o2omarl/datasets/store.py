@@ -14,11 +14,13 @@ only when complete, so a killed collection never leaves a dataset id behind.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
 import re
 import shutil
+import subprocess
 import time
 import uuid
 from dataclasses import dataclass
@@ -78,6 +80,17 @@ def parse_id(dataset_id: str) -> dict:
     d = m.groupdict()
     d["version"] = None if d["version"] is None else int(d["version"])
     return d
+
+
+@functools.cache  # one `git` call per process, not one per job of a sweep
+def git_commit() -> str | None:
+    """The commit of the o2omarl checkout that is running (None outside a git checkout)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).parent, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def package_versions() -> dict:
@@ -306,6 +319,7 @@ def write(
             "stats": episode_stats(episodes),
             "reference_scores": reference_scores(info),  # as in Minari's metadata; None: none
             "packages": package_versions(),
+            "git_commit": git_commit(),  # the code that wrote it (None: not a git checkout)
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "files": {f: sha256(stage / f) for f in DATA_FILES},
             **(extra or {}),
