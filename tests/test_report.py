@@ -25,7 +25,7 @@ from o2omarl.cli import main
 from o2omarl.reports import build_report, stats
 from o2omarl.reports.cells import by_task, group
 from o2omarl.reports.figures import (Band, ablation_bands, curve_bands, curve_figure,
-                                     grid_figure, panel_titles)
+                                     grid_figure, method_styles, panel_titles)
 from o2omarl.reports.metrics import run_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -505,6 +505,21 @@ def test_one_task_report_has_its_ablation_and_no_grid(tmp_path):
     task = "smax-3m-heuristic-v0_b100_p10"
     assert {f.stem for f in (tmp_path / "out" / "figures").iterdir()} == {
         f"win_{task}", f"return_{task}", f"ablation_{task}", "profile"}  # a grid would repeat
+
+
+def test_variants_share_their_methods_colour_and_no_two_lines_look_alike():
+    methods = ["ovmse_lambda0.5", "ft-qmix_eps_start:0.2", "ovmse", "ovm", "ft-qmix_eps_start:1.0",
+               "ovmse_horizon0.5", "ovmse_centralized", "ovmse_se-eps1.0", "mine", "mine_x"]
+    look = method_styles(methods)
+    assert len(set(look.values())) == len(methods)  # the spare palette once repeated colours
+    x = np.arange(3.0)
+    fig = curve_figure([Band(m, m, x, x, x, x) for m in methods], "win", "t", True)
+    assert {line.get_label(): line.get_color() for line in fig.axes[0].get_lines()} == {
+        m: c for m, (c, _) in look.items()}
+    for family in ("ovmse", "ft-qmix", "mine"):
+        assert len({look[m][0] for m in methods if m.partition("_")[0] == family}) == 1
+    assert look["ovmse"][1] == look["ovm"][1] == "-"  # the plain method stays solid
+    assert look["ovmse"][0] != look["ovm"][0]
 
 
 def test_grid_figure_has_one_panel_per_task_a_shared_legend_and_one_colour_per_method(store):

@@ -16,10 +16,13 @@ from matplotlib.lines import Line2D
 from o2omarl.reports import stats
 from o2omarl.reports.cells import Cell, Task, base_method, display_name, method_rank
 
-# One colour per method in every figure; ovmse red, its ablations green and orange.
+# One colour per method in every figure (its variants share it, in other line styles); ovmse
+# red, its ablations green and orange.
 COLOURS = {"qmix": "C7", "ft-qmix": "C0", "cql-ft": "C4", "hybrid": "C5", "ovm": "C2",
            "se": "C1", "ovmse": "C3"}
 SPARE_COLOURS = ("C8", "C9", "C6")  # for methods not listed above
+# Within one method's colour: the plain method solid, its variants in these styles after it.
+LINE_STYLES = ("-", "--", ":", "-.", (0, (8, 2, 1, 2, 1, 2)), (0, (1, 3)), (0, (12, 3)))
 ABLATION = ("ft-qmix", "ovm", "se", "ovmse")  # OVMSE and its parts: without SE, without OVM
 OVMSE_FAMILY = ("ovm", "se", "ovmse")  # an ablation compares at least two of these
 TAUS = np.linspace(0.0, 1.0, 101)  # performance-profile thresholds
@@ -77,20 +80,27 @@ def ablation_bands(bands: list[Band]) -> list[Band]:
     return part
 
 
-def _colours(methods: list[str]) -> dict[str, str]:
-    unknown = [m for m in methods if m not in COLOURS]
-    spare = {m: SPARE_COLOURS[i % len(SPARE_COLOURS)] for i, m in enumerate(unknown)}
-    return {m: COLOURS.get(m) or spare[m] for m in methods}
+def method_styles(methods: list[str]) -> dict[str, tuple[str, object]]:
+    """(colour, line style) per method: a variant takes its method's colour (a family reads as
+    one hue) and the next line style within it, so no two lines of a figure look alike."""
+    bases = [base_method(m) for m in methods]
+    unknown = [b for b in dict.fromkeys(bases) if b not in COLOURS]
+    spare = {b: SPARE_COLOURS[i % len(SPARE_COLOURS)] for i, b in enumerate(unknown)}
+    out, count = {}, {}
+    for m, b in sorted(zip(methods, bases), key=lambda mb: method_rank(mb[0])):
+        count[b] = count.get(b, -1) + 1
+        out[m] = (COLOURS.get(b) or spare[b], LINE_STYLES[count[b] % len(LINE_STYLES)])
+    return out
 
 
-def _draw(ax, bands: list[Band], first_marker: bool, colours: dict[str, str] | None = None,
-          legend: bool = True) -> None:
-    colours = colours or _colours([b.method for b in bands])
+def _draw(ax, bands: list[Band], first_marker: bool,
+          styles: dict[str, tuple[str, object]] | None = None, legend: bool = True) -> None:
+    styles = styles or method_styles([b.method for b in bands])
     for b in bands:
-        c = colours[b.method]
+        c, ls = styles[b.method]
         # markevery=[0]: the first point (step 0, the offline policy) gets a marker; one
         # Line2D per method
-        ax.plot(b.x, b.mean, color=c, label=b.label, linewidth=1.6,
+        ax.plot(b.x, b.mean, color=c, linestyle=ls, label=b.label, linewidth=1.6,
                 marker="o" if first_marker else None, markevery=[0])
         ax.fill_between(b.x, b.lo, b.hi, color=c, alpha=0.18, linewidth=0)
     ax.grid(alpha=0.3)
@@ -143,16 +153,17 @@ def grid_figure(panels: list[tuple[str, list[Band]]], names: dict[str, str] | No
     fig = Figure(figsize=(3.0 * ncols, 2.4 * nrows + 0.6), dpi=100, layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True).ravel()
     methods = sorted({b.method for _, bands in panels for b in bands}, key=method_rank)
-    colours = _colours(methods)
+    styles = method_styles(methods)
     for ax, (title, bands) in zip(axes, panels):
-        _draw(ax, bands, first_marker=True, colours=colours, legend=False)
+        _draw(ax, bands, first_marker=True, styles=styles, legend=False)
         ax.set_title(title, fontsize="medium")
         ax.tick_params(labelsize="small")
         ax.xaxis.get_offset_text().set_fontsize("small")
         ax.set_ylim(-0.02, 1.02)
     for ax in axes[len(panels):]:
         ax.set_visible(False)
-    handles = [Line2D([], [], color=colours[m], linewidth=1.6) for m in methods]
+    handles = [Line2D([], [], color=styles[m][0], linestyle=styles[m][1], linewidth=1.6)
+               for m in methods]
     fig.legend(handles, [display_name(m, names) for m in methods], loc="outside upper center",
                ncols=min(len(methods), 2 * ncols), frameon=False)  # ~1.5 in an entry
     fig.supxlabel("online env steps", fontsize="medium")
