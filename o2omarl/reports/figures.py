@@ -82,7 +82,8 @@ def ablation_bands(bands: list[Band]) -> list[Band]:
 
 def method_styles(methods: list[str]) -> dict[str, tuple[str, object]]:
     """(colour, line style) per method: a variant takes its method's colour (a family reads as
-    one hue) and the next line style within it, so no two lines of a figure look alike."""
+    one hue) and the next line style within it, so no two lines of a figure look alike (up to
+    len(LINE_STYLES) per method, and up to len(SPARE_COLOURS) methods outside COLOURS)."""
     bases = [base_method(m) for m in methods]
     unknown = [b for b in dict.fromkeys(bases) if b not in COLOURS]
     spare = {b: SPARE_COLOURS[i % len(SPARE_COLOURS)] for i, b in enumerate(unknown)}
