@@ -291,11 +291,12 @@ def test_ray_executor_runs_two_jobs_on_a_local_ray(heuristic_3m, tmp_path, capsy
 
 def test_sigterm_to_a_parallel_run_checkpoints_every_worker(heuristic_3m, tmp_path):
     """SIGTERM reaches only the parent; it passes the stop on, each worker checkpoints, the
-    command exits 130, and the rerun finishes both jobs."""
+    command exits 130 (it used to wait forever on the job not yet started), and the rerun
+    finishes all three jobs."""
     runs = tmp_path / "runs"
     argv = _argv(heuristic_3m.dataset_id, runs, 8000)
     i = argv.index("--seed")
-    argv[i:i + 2] = ["--seeds", "2", "--workers", "2"]
+    argv[i:i + 2] = ["--seeds", "3", "--workers", "2"]
     cmd = [sys.executable, "-m", "o2omarl.cli", *argv]
     base = runs / "3m" / "heuristic-v0" / "ft-qmix"
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -303,16 +304,21 @@ def test_sigterm_to_a_parallel_run_checkpoints_every_worker(heuristic_3m, tmp_pa
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=120)
+    try:
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
     assert proc.returncode == 130, err
     for s in (0, 1):
         status = json.loads((base / f"seed_{s}" / "status.json").read_text())
         assert status["state"] == "stopped", status
         ckpt = load_checkpoint(base / f"seed_{s}" / "checkpoint.pt")
         assert ckpt["training"]["rollout"]["env_steps"] == status["env_step"]
+    assert not (base / "seed_2" / "status.json").exists()
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("resuming from the checkpoint") == 2
+    assert json.loads((base / "seed_2" / "status.json").read_text())["state"] == "done"
 
 
 def test_qmix_beside_a_default_tier_that_does_not_fit_runs_online(fresh_root, monkeypatch):

@@ -139,7 +139,9 @@ def _run_pool(jobs, runs_dir, workers, say) -> list[JobResult]:
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while pending or running:
+        # once stopping, jobs not yet started stay pending (the rerun starts them): waiting on
+        # them too would wait forever
+        while running or (pending and not stopping["flag"]):
             while pending and len(running) < workers and not stopping["flag"]:
                 job = pending.pop(0)
                 p = ctx.Process(target=_worker, args=(job, runs_dir, threads, out), daemon=True)
