@@ -126,6 +126,7 @@ def _run_pool(jobs, runs_dir, workers, say) -> list[JobResult]:
     pending, running, results = list(jobs), {}, {}
     board = progress.Board()
     stopping = {"flag": False}
+    gone: set[str] = set()  # workers seen exited, not yet reported
 
     def on_signal(signum, frame):
         # Ctrl-C reaches the workers too (same process group); SIGTERM only this process, so
@@ -151,11 +152,17 @@ def _run_pool(jobs, runs_dir, workers, say) -> list[JobResult]:
                 kind, key, payload = out.get(timeout=0.5)
             except queue_mod.Empty:
                 for key, (p, job) in list(running.items()):
-                    if not p.is_alive() and key not in results:
-                        # died without reporting (killed): whatever it checkpointed is kept
-                        results[key] = JobResult(job, "failed", {},
-                                                 f"worker exited with code {p.exitcode}")
-                        _finish(key, running, board, runs_dir)
+                    if p.is_alive() or key in results:
+                        continue
+                    # an exited worker's last message can still be in the pipe (a starved
+                    # parent): it died without reporting only if a whole wait brought nothing
+                    if key not in gone:
+                        gone.add(key)
+                        continue
+                    # killed: whatever it checkpointed is kept
+                    results[key] = JobResult(job, "failed", {},
+                                             f"worker exited with code {p.exitcode}")
+                    _finish(key, running, board, runs_dir)
                 continue
             if kind == "progress":
                 board.update(key, f"[{key}] {payload}")
