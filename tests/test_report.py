@@ -368,6 +368,39 @@ def test_window_metrics_need_three_evaluations_and_after_never_holds_step_0():
     assert three["wr_final"] == pytest.approx(0.4)  # 0.3, 0.4, 0.5: not the step-0 0.9
 
 
+def test_return_metrics_rank_runs_that_never_win():
+    """5m_vs_6m from `poor`: every win rate is 0, so only the return separates the methods.
+    Evaluations every 1k over 20k: the first 10% holds steps 0, 1k, 2k."""
+    returns = [5.6, 4.0, 5.0] + [6.0] * 15 + [6.3, 6.4, 6.5]
+    rows = [{"env_step": 1000 * k, "test_win_rate": 0.0, "test_return": r}
+            for k, r in enumerate(returns)]
+    m = run_metrics(rows, 20_000)
+    assert m["auc"] == 0.0 and m["wr_final"] == 0.0  # the win rate says nothing
+    assert m["ret_start"] == pytest.approx(5.6)
+    assert m["ret_final"] == pytest.approx(6.4)  # the last three: 6.3, 6.4, 6.5
+    assert m["ret_drop"] == pytest.approx(1.6)  # 5.6 -> 4.0
+    assert m["ret_auc"] == pytest.approx(auc(returns))
+    # Rows from before test_return was logged: NaN, never a made-up 0
+    old = run_metrics([{k: v for k, v in r.items() if k != "test_return"} for r in rows], 20_000)
+    assert all(np.isnan(old[k]) for k in ("ret_start", "ret_final", "ret_drop", "ret_auc"))
+
+
+def test_returns_table_holds_the_expected_numbers(report):
+    """The store's test return is 20 x its win rate, so each number is the main table's x 20."""
+    rows = [r for r in read_csv(report / "tables" / "returns.csv")
+            if r["method"] == "ovmse" and int(r["budget"]) == 100]
+    assert len(rows) == 1
+    r = rows[0]
+    aucs = [20 * auc(CURVES["ovmse", s]) for s in (0, 1)]
+    assert float(r["ret_auc_mean"]) == pytest.approx(np.mean(aucs))
+    assert (float(r["ret_auc_lo"]), float(r["ret_auc_hi"])) == pytest.approx(boot_ci(aucs))
+    assert float(r["ret_start_mean"]) == pytest.approx(10.0)
+    assert float(r["ret_final_mean"]) == pytest.approx(20 * (1.0 + 0.7) / 2)
+    assert np.isnan(float(r["ret_drop_mean"]))  # two evaluations in the first 10%, as above
+    md = (report / "index.md").read_text()
+    assert "tables/returns.md" in md and "| return before" in md
+
+
 def test_report_prints_na_with_the_evaluation_count_and_warns_below_three_seeds(tmp_path):
     runs = tmp_path / "runs"
     for method, curve in (("ovmse", [0.44, 0.3, 0.4]), ("ft-qmix", [0.44, 0.0, 0.0])):

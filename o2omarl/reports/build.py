@@ -213,7 +213,8 @@ def build_report(runs_dir="runs", out="reports", maps=None, methods=None,
     dataset_ids = sorted({r.dataset for r in runs if r.dataset})
     battles = _replays(cells, out, names, say) if replays else []
     sections = [
-        _Section("Main table", [table(tables.main_table(cells, seed, n_boot, names))]),
+        _Section("Main table", [table(tables.main_table(cells, seed, n_boot, names)),
+                                table(tables.returns_table(cells, seed, n_boot, names))]),
         _Section("Learning curves", curves, "No finished run."),
         _Section("Ablation", ablations,
                  "Drawn for a task with at least two of ovmse, ovm, se and a method outside "

@@ -14,32 +14,52 @@ MIN_EVALUATIONS = 3
 
 def run_metrics(rows: list[dict], budget: int, threshold: float = 0.8) -> dict:
     """Before -> after, unlearning drop, AUC, steps to `threshold` win rate, regret, and the
-    largest overestimation of Q_tot over what the data earned (NaN for rows without it).
+    largest overestimation of Q_tot over what the data earned (NaN for rows without it); and
+    the same window metrics of the test return (`ret_*`: on maps where no method wins, the
+    return still ranks them), NaN where rows lack `test_return`.
 
     "After" is the mean of the last 3 evaluations after step 0; the unlearning window is the
     first 10% of the budget, step 0 included. Each is NaN when its window holds fewer than
     MIN_EVALUATIONS evaluations; `after_evals` and `early_evals` say how many it holds."""
     steps = np.array([r["env_step"] for r in rows], dtype=float)
     wr = np.array([r["test_win_rate"] for r in rows], dtype=float)
-    early = wr[steps <= 0.1 * budget]
-    after = wr[steps > 0]
-    resolved_early = len(early) >= MIN_EVALUATIONS
+    ret = np.array([r.get("test_return", np.nan) for r in rows], dtype=float)
+    win, rtn = _window_metrics(steps, wr, budget), _window_metrics(steps, ret, budget)
     reached = steps[wr >= threshold]
     train = [(r["train_win_rate"], r.get("train_episodes")) for r in rows
              if "train_win_rate" in r]
     return {
-        "wr_start": float(wr[0]),
-        # mean over the last 3 evaluations, never the step-0 (offline) one
-        "wr_final": float(after[-3:].mean()) if len(after) >= MIN_EVALUATIONS else np.nan,
-        "after_evals": len(after),
-        # min over the first 10% of the budget
-        "wr_min_early": float(early.min()) if resolved_early else np.nan,
-        "unlearning_drop": float(max(0.0, wr[0] - early.min())) if resolved_early else np.nan,
-        "early_evals": len(early),
-        "auc": _auc(steps, wr, budget),
+        "wr_start": win["start"],
+        "wr_final": win["final"],
+        "after_evals": int((steps > 0).sum()),
+        "wr_min_early": win["min_early"],
+        "unlearning_drop": win["drop"],
+        "early_evals": int((steps <= 0.1 * budget).sum()),
+        "auc": win["auc"],
         "steps_to_threshold": float(reached[0]) if len(reached) else float("nan"),
         "regret": _regret(train),
         "q_overestimation": _max_overestimation(rows),
+        "ret_start": rtn["start"],
+        "ret_final": rtn["final"],
+        "ret_drop": rtn["drop"],
+        "ret_auc": rtn["auc"],
+    }
+
+
+def _window_metrics(steps: np.ndarray, values: np.ndarray, budget: int) -> dict:
+    """Start, final (mean of the last 3 evaluations after step 0), the minimum over the first
+    10% of the budget and the drop to it from the start, and the AUC of one test series."""
+    early = values[steps <= 0.1 * budget]
+    after = values[steps > 0]
+    resolved_early = len(early) >= MIN_EVALUATIONS
+    return {
+        "start": float(values[0]),
+        # never the step-0 (offline) evaluation
+        "final": float(after[-3:].mean()) if len(after) >= MIN_EVALUATIONS else np.nan,
+        "min_early": float(early.min()) if resolved_early else np.nan,
+        # np.maximum, not max: a series without values stays NaN
+        "drop": float(np.maximum(0.0, values[0] - early.min())) if resolved_early else np.nan,
+        "auc": _auc(steps, values, budget),
     }
 
 
@@ -65,8 +85,8 @@ def _regret(train: list[tuple[float, int | None]]) -> float:
     return float(1.0 - wr.mean())
 
 
-def _auc(steps: np.ndarray, wr: np.ndarray, budget: int) -> float:
-    """Mean test win rate over the online budget (trapezoid over evaluation points)."""
+def _auc(steps: np.ndarray, values: np.ndarray, budget: int) -> float:
+    """Mean of a test series over the online budget (trapezoid over evaluation points)."""
     if len(steps) < 2:
-        return float(wr[0])
-    return float(np.trapezoid(wr, steps) / max(steps[-1] - steps[0], 1))
+        return float(values[0])
+    return float(np.trapezoid(values, steps) / max(steps[-1] - steps[0], 1))

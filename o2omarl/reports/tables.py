@@ -36,6 +36,14 @@ MAIN_METRICS = (
     # Q_tot - what the data earned, worst evaluation window: far above 0 means diverging values
     ("q_overestimation", "Q_tot overestimation", -1, 2),
 )
+# The same window metrics of the test return: where no method wins (5m_vs_6m from `poor`),
+# the win-rate table is all zeros and the return still ranks the methods
+RETURN_METRICS = (
+    ("ret_start", "return before", +1, 2),
+    ("ret_final", "return after", +1, 2),
+    ("ret_auc", "return AUC", +1, 2),
+    ("ret_drop", "return drop", -1, 2),
+)
 # Across-task aggregates: (metric key, its name in headers)
 AGGREGATE_METRICS = (("auc", "AUC"), ("wr_final", "final win rate"))
 REFERENCE = "ovmse"  # the method whose probability of improvement over the others is reported
@@ -190,7 +198,8 @@ def _bold_best(stats_by_row: list[_Stat], row_ids: list[int], col: int, bold: se
 
 
 # Window metrics and the run_metrics count of evaluations in their window
-RESOLUTION = {"wr_final": "after_evals", "unlearning_drop": "early_evals"}
+RESOLUTION = {"wr_final": "after_evals", "unlearning_drop": "early_evals",
+              "ret_final": "after_evals", "ret_drop": "early_evals"}
 
 
 def _unresolved(cell: Cell, key: str) -> _Stat | None:
@@ -209,8 +218,25 @@ def main_table(cells: list[Cell], seed: int = 0, n_boot: int = stats.N_BOOT,
     """Per map x dataset x method (x budget x pretraining): every O2O metric, mean [95% CI].
 
     `names`: display names of methods (cells.display_name)."""
+    caption = ("Per task and method: mean over seeds [95% bootstrap interval]; best per task "
+               "in bold. AUC = mean test win rate over the online budget.")
+    return _task_table(cells, "main", caption, MAIN_METRICS, seed, n_boot, names)
+
+
+def returns_table(cells: list[Cell], seed: int = 0, n_boot: int = stats.N_BOOT,
+                  names: dict[str, str] | None = None) -> Table:
+    """The main table's window metrics on the test return (max ~20) instead of the win rate."""
+    caption = ("Test return (max ~20) per task and method: before -> after, mean over the "
+               "online budget (return AUC) and the drop in the first 10% of it; mean over seeds "
+               "[95% bootstrap interval], best per task in bold.")
+    return _task_table(cells, "returns", caption, RETURN_METRICS, seed, n_boot, names)
+
+
+def _task_table(cells: list[Cell], name: str, caption: str, metrics: tuple, seed: int,
+                n_boot: int, names: dict[str, str] | None) -> Table:
+    """One row per cell, grouped by task: each of `metrics` as mean [95% CI]."""
     fixed = ["map", "dataset", "budget", "pretrain", "method", "seeds"]  # the task first
-    columns = fixed + [header for _, header, _, _ in MAIN_METRICS]
+    columns = fixed + [header for _, header, _, _ in metrics]
     rows, data, bold = [], [], set()
     for task, group_cells in by_task(cells).items():
         first = len(rows)
@@ -219,26 +245,24 @@ def main_table(cells: list[Cell], seed: int = 0, n_boot: int = stats.N_BOOT,
             n = len(c.runs)
             cell_stats = [_unresolved(c, key) or _mean_stat(c.values(key), better, dec, seed,
                                                             n_boot, n)
-                          for key, _, better, dec in MAIN_METRICS]
+                          for key, _, better, dec in metrics]
             per_metric.append(cell_stats)
             rows.append([task.map, task.dataset, f"{task.budget:,}", f"{task.pretrain_steps:,}",
                          display_name(c.method, names), str(n)] + [s.text for s in cell_stats])
             record = {"map": task.map, "dataset": task.dataset, "method": c.method,
                       "budget": task.budget, "pretrain_steps": task.pretrain_steps,
                       "seeds": n, "seed_list": " ".join(str(r.seed) for r in c.runs)}
-            for (key, *_), s in zip(MAIN_METRICS, cell_stats):
+            for (key, *_), s in zip(metrics, cell_stats):
                 record.update({f"{key}_mean": s.point, f"{key}_lo": s.lo, f"{key}_hi": s.hi,
                                f"{key}_n": s.n})
             data.append(record)
         row_ids = list(range(first, len(rows)))
-        for k in range(len(MAIN_METRICS)):
+        for k in range(len(metrics)):
             _bold_best([m[k] for m in per_metric], row_ids, len(fixed) + k, bold)
-    caption = ("Per task and method: mean over seeds [95% bootstrap interval]; best per task "
-               "in bold. AUC = mean test win rate over the online budget.")
     fields = ["map", "dataset", "method", "budget", "pretrain_steps", "seeds", "seed_list"]
-    fields += [f"{key}_{s}" for key, *_ in MAIN_METRICS for s in ("mean", "lo", "hi", "n")]
-    better = [0] * len(fixed) + [b for _, _, b, _ in MAIN_METRICS]
-    return Table("main", caption, columns, fields, rows, data, bold, better, group_columns=4)
+    fields += [f"{key}_{s}" for key, *_ in metrics for s in ("mean", "lo", "hi", "n")]
+    better = [0] * len(fixed) + [b for _, _, b, _ in metrics]
+    return Table(name, caption, columns, fields, rows, data, bold, better, group_columns=4)
 
 
 def _scores(cells: list[Cell], method: str, key: str) -> dict[Task, np.ndarray]:
