@@ -59,7 +59,7 @@ def _window_metrics(steps: np.ndarray, values: np.ndarray, budget: int) -> dict:
         "min_early": float(early.min()) if resolved_early else np.nan,
         # np.maximum, not max: a series without values stays NaN
         "drop": float(np.maximum(0.0, values[0] - early.min())) if resolved_early else np.nan,
-        "auc": _auc(steps, values, budget),
+        "auc": _auc(steps, values),
     }
 
 
@@ -85,7 +85,7 @@ def _regret(train: list[tuple[float, int | None]]) -> float:
     return float(1.0 - wr.mean())
 
 
-def _auc(steps: np.ndarray, values: np.ndarray, budget: int) -> float:
+def _auc(steps: np.ndarray, values: np.ndarray) -> float:
     """Mean of a test series over the online budget (trapezoid over evaluation points)."""
     if len(steps) < 2:
         return float(values[0])
