@@ -23,10 +23,11 @@ import pytest
 from o2omarl.benchmark.results import scan
 from o2omarl.cli import main
 from o2omarl.reports import build_report, stats
-from o2omarl.reports.cells import by_task, group
+from o2omarl.reports.cells import Cell, Task, by_task, group
 from o2omarl.reports.figures import (Band, ablation_bands, curve_bands, curve_figure,
                                      grid_figure, method_styles, panel_titles)
 from o2omarl.reports.metrics import run_metrics
+from o2omarl.reports.tables import improvement_table
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG, PDF = b"\x89PNG\r\n\x1a\n", b"%PDF-"
@@ -180,6 +181,29 @@ def test_aggregates_and_improvement(report):
     poi = read_csv(report / "tables" / "improvement.csv")
     assert [(p["other"], p["shared_tasks"]) for p in poi] == [("ft-qmix", "1")]
     assert float(poi[0]["auc_poi"]) == 1.0  # every ovmse seed beats every ft-qmix seed
+    assert float(poi[0]["ret_auc_poi"]) == 1.0  # the return is 20 x the win rate here
+
+
+def test_improvement_on_return_ranks_runs_that_never_win():
+    """5m_vs_6m from `poor`: every win rate is 0, so only the return AUC separates methods.
+    Pairs (ovmse, ft-qmix): 6.1 beats 6.0 and 5.9, ties 6.1 (half), loses to 6.3; 6.2 beats
+    6.0, 5.9, 6.1 and loses to 6.3: (2 + 0.5 + 3) / 8."""
+    task = Task("5m_vs_6m", "smax/5m_vs_6m/poor-v0", 20_000, 5000)
+
+    def cell(method, returns):
+        metrics = [run_metrics([{"env_step": 1000 * k, "test_win_rate": 0.0, "test_return": r}
+                                for k in range(21)], 20_000) for r in returns]
+        return Cell(task, method, metrics=metrics)
+
+    cells = [cell("ovmse", [6.1, 6.2]), cell("ft-qmix", [6.0, 5.9, 6.1, 6.3])]
+    (row,) = improvement_table(cells, n_boot=200).data
+    assert row["auc_poi"] == 0.5  # all zeros: every pair a tie
+    assert row["ret_auc_poi"] == pytest.approx(5.5 / 8)
+    # a run from before test_return was logged has no return AUC: no probability, not a loss
+    cells[1].metrics[0]["ret_auc"] = np.nan
+    table = improvement_table(cells, n_boot=200)
+    assert np.isnan(table.data[0]["ret_auc_poi"]) and table.rows[0][-1] == "-"
+    assert table.data[0]["auc_poi"] == 0.5
 
 
 def test_dataset_table_reads_the_store(report, store, tmp_path, monkeypatch):

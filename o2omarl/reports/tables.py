@@ -46,6 +46,9 @@ RETURN_METRICS = (
 )
 # Across-task aggregates: (metric key, its name in headers)
 AGGREGATE_METRICS = (("auc", "AUC"), ("wr_final", "final win rate"))
+# P(improvement) needs no common scale, so the return AUC joins it: it still ranks methods on
+# a map nobody wins, where both win-rate columns compare zeros
+IMPROVEMENT_METRICS = AGGREGATE_METRICS + (("ret_auc", "return AUC"),)
 REFERENCE = "ovmse"  # the method whose probability of improvement over the others is reported
 
 
@@ -317,22 +320,24 @@ def aggregate_table(cells: list[Cell], seed: int = 0, n_boot: int = stats.N_BOOT
 
 def improvement_table(cells: list[Cell], reference: str = REFERENCE, seed: int = 0,
                       n_boot: int = stats.N_BOOT, names: dict[str, str] | None = None) -> Table:
-    """P(reference > other) on the tasks both ran, for AUC and final win rate."""
+    """P(reference > other) on the tasks both ran, for AUC, final win rate and return AUC."""
     columns = ["comparison", "shared tasks"] + [f"P(improvement) {n}" for _, n in
-                                                 AGGREGATE_METRICS]
+                                                 IMPROVEMENT_METRICS]
     rows, data = [], []
     ref_tasks = {c.task for c in cells if c.method == reference}
     others = [m for m in _methods(cells) if m != reference] if ref_tasks else []
     for other in others:
         shared = sorted(ref_tasks & {c.task for c in cells if c.method == other})
         texts, record = [], {"method": reference, "other": other, "shared_tasks": len(shared)}
-        for key, _ in AGGREGATE_METRICS:
+        for key, _ in IMPROVEMENT_METRICS:
             ref, oth = _scores(cells, reference, key), _scores(cells, other, key)
+            x, y = [ref[t] for t in shared], [oth[t] for t in shared]
             point = lo = hi = math.nan
-            if shared:
-                point, lo, hi = stats.probability_of_improvement(
-                    [ref[t] for t in shared], [oth[t] for t in shared], seed, n_boot)
-            texts.append(_ci_text(point, lo, hi, 3) if shared else "-")
+            # a run without the metric (no test_return logged) would count as losing every pair
+            known = shared and not any(np.isnan(v).any() for v in x + y)
+            if known:
+                point, lo, hi = stats.probability_of_improvement(x, y, seed, n_boot)
+            texts.append(_ci_text(point, lo, hi, 3) if known else "-")
             record.update({f"{key}_poi": point, f"{key}_poi_lo": lo, f"{key}_poi_hi": hi})
         rows.append([f"{display_name(reference, names)} > {display_name(other, names)}",
                      str(len(shared))] + texts)
@@ -344,9 +349,9 @@ def improvement_table(cells: list[Cell], reference: str = REFERENCE, seed: int =
         caption += (f" Needs {display_name(reference, names)} and at least one other method "
                     "on a shared task.")
     fields = ["method", "other", "shared_tasks"] + [
-        f"{key}_poi{end}" for key, _ in AGGREGATE_METRICS for end in ("", "_lo", "_hi")]
+        f"{key}_poi{end}" for key, _ in IMPROVEMENT_METRICS for end in ("", "_lo", "_hi")]
     return Table("improvement", caption, columns, fields, rows, data,
-                 better=[0, 0] + [+1] * len(AGGREGATE_METRICS))
+                 better=[0, 0] + [+1] * len(IMPROVEMENT_METRICS))
 
 
 def dataset_table(dataset_ids: list[str]) -> Table:
