@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from o2omarl.qmix.buffer import Batch
-from o2omarl.qmix.learner import Learner, masked_logsumexp, masked_q, mix_filled
+from o2omarl.qmix.learner import Learner, masked_logsumexp, masked_q, mix_deviations_filled
 from o2omarl.qmix.networks import RNNAgent, agent_input_dim
 
 OFFLINE_LOSSES = ("cql", "cfcql")
@@ -58,15 +58,10 @@ class CounterfactualConservativeLoss:
     def __call__(self, learner: Learner, batch: Batch, q_all: torch.Tensor, ctx) -> tuple:
         T = batch.reward.shape[1]
         q, avail, state = q_all[:, :T], batch.avail[:, :T], batch.state[:, :T]
-        B, _, n, A = q.shape
         taken = q.gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)  # (B, T, n)
-        # joint[b, t, i, a, :] = the data's agent Qs with agent i's replaced by Q_i(a)
-        swap = torch.eye(n, dtype=torch.bool, device=q.device).view(n, 1, n)
-        joint = torch.where(swap, q.unsqueeze(-1), taken[:, :, None, None, :])
-        q_dev = mix_filled(learner.mixer, joint.view(B, T, n * A, n), state,
-                           batch.filled).view(B, T, n, A)
+        # q_dev[b, t, i, a]: Q_tot with agent i at action a, the others at the data's actions
+        q_dev, q_data = mix_deviations_filled(learner.mixer, taken, q, state, batch.filled)
         lse = masked_logsumexp(q_dev, avail)  # (B, T, n)
-        q_data = mix_filled(learner.mixer, taken, state, batch.filled)
         weights = self._weights(learner, batch, q_dev.detach(), avail)
         mask = batch.filled
         gap = ((((weights * lse).sum(-1) - q_data) * mask).sum() / mask.sum().clamp(min=1))

@@ -86,6 +86,16 @@ def mix_filled(mixer: torch.nn.Module, qs: torch.Tensor, state: torch.Tensor,
     return qs.new_zeros(qs.shape[:-1]).index_put((keep,), q)
 
 
+def mix_deviations_filled(mixer: torch.nn.Module, taken: torch.Tensor, q: torch.Tensor,
+                          state: torch.Tensor, filled: torch.Tensor) -> tuple:
+    """`mixer.deviations` on filled steps: taken (B, T, n), q (B, T, n, A), state (B, T, s) ->
+    (Q_tot of each one-agent deviation (B, T, n, A), Q_tot of the data (B, T)); 0 on padding."""
+    keep = filled.bool()
+    dev, data = mixer.deviations(taken[keep], q[keep], state[keep])
+    return (q.new_zeros(q.shape).index_put((keep,), dev),
+            taken.new_zeros(taken.shape[:-1]).index_put((keep,), data))
+
+
 @lru_cache(maxsize=None)
 def _side_thread() -> ThreadPoolExecutor:
     """One thread per process for the target network's unroll (see `Learner.update`)."""

@@ -101,10 +101,36 @@ class QMixer(nn.Module):
         b2 = self.hyper_b2(s).view(B * T, 1, 1)
         return (torch.bmm(hidden, w2) + b2).view(qs.shape[:-1])
 
+    def deviations(self, taken: torch.Tensor, q: torch.Tensor,
+                   state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Q_tot of every one-agent deviation: taken (M, n) agent Qs of the data's actions,
+        q (M, n, A) every action's, state (M, s) -> (dev (M, n, A): agent i at action a, the
+        others at the data's; Q_tot of the data (M,)).
+
+        Only agent i's input changes, so the first layer's pre-activation is the data's plus
+        (q_i(a) - q_i(data)) * w1[i], a rank-one update: the n x A joint actions need no
+        (n x A, n) x (n, E) products (CFCQL's update cost 2.3x per-agent CQL's with them).
+        Equal to `forward` on each joint action up to float rounding."""
+        M, n = taken.shape
+        w1 = self.hyper_w1(state).abs().view(M, n, self.embed)
+        pre = torch.bmm(taken.unsqueeze(1), w1) + self.hyper_b1(state).unsqueeze(1)  # (M, 1, E)
+        delta = (q - taken.unsqueeze(-1)).unsqueeze(-1)  # (M, n, A, 1)
+        hidden = F.elu(torch.cat([pre, torch.addcmul(pre.unsqueeze(1), delta, w1.unsqueeze(2))
+                                  .view(M, -1, self.embed)], dim=1))  # (M, 1 + n A, E)
+        w2 = self.hyper_w2(state).abs().view(M, self.embed, 1)
+        out = (torch.bmm(hidden, w2) + self.hyper_b2(state).view(M, 1, 1)).squeeze(-1)
+        return out[:, 1:].view(q.shape), out[:, 0]
+
 
 class VDNMixer(nn.Module):
     def forward(self, qs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         return qs.sum(dim=-1)
+
+    def deviations(self, taken: torch.Tensor, q: torch.Tensor,
+                   state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """As `QMixer.deviations`: the data's sum with agent i's term replaced."""
+        total = taken.sum(-1)
+        return total[:, None, None] + q - taken.unsqueeze(-1), total
 
 
 def make_mixer(kind: str, info: EnvInfo, embed: int, hypernet_hidden: int) -> nn.Module:

@@ -1,0 +1,99 @@
+"""The offline phase screened by measurement (issue 27, item 5): loss x alpha x length.
+
+    python benchmarks/offline_screen.py --map 2s3z --dataset medium \
+        --variants cql:0.5,cql:2,cql:5,cfcql:0.1,cfcql:1,cfcql:10 --pretrain-steps 6000
+
+Each variant (`offline_loss`:alpha, every other setting at its default) pretrains with `bench
+run ft-qmix`'s harness in a run store of its own (RUNS_DIR/<map>/<loss>_a<alpha>, so a killed
+screen resumes), evaluated greedily every `--eval-every` updates (32 battles, the same for
+every run). The online phase is a token 1,000 steps: only pretraining is measured. Writes
+docs/results/offline_screen_<map>.md: per variant and evaluation, the greedy win rate and
+return, Q_tot of the data's actions, the discounted return those episodes earned and their
+ratio (both averaged over the updates since the previous evaluation), and updates/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from o2omarl.benchmark import plan
+from o2omarl.benchmark.executors import run_jobs
+from o2omarl.benchmark.runner import git_commit
+
+sys.path.insert(0, str(Path(__file__).parent))
+from offline_losses import ONLINE_STEPS, pretrain_rows  # noqa: E402
+
+ALPHA_KEY = {"cql": "cql_alpha", "cfcql": "cfcql_alpha"}
+
+
+def parse_variants(text: str) -> list[tuple[str, float]]:
+    out = []
+    for item in text.split(","):
+        loss, _, alpha = item.partition(":")
+        if loss not in ALPHA_KEY or not alpha:
+            raise SystemExit(f"--variants {item!r}: expected LOSS:ALPHA, LOSS one of "
+                             f"{', '.join(ALPHA_KEY)}")
+        out.append((loss, float(alpha)))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--map", default="2s3z")
+    ap.add_argument("--dataset", default="medium")
+    ap.add_argument("--variants", default="cql:0.5,cql:2,cql:5,cfcql:0.1,cfcql:1,cfcql:10")
+    ap.add_argument("--seeds", type=int, default=1)
+    ap.add_argument("--pretrain-steps", type=int, default=6000)
+    ap.add_argument("--eval-every", type=int, default=500)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--runs-dir", default="runs/offline_screen")
+    ap.add_argument("--out", default="docs/results")
+    ap.add_argument("--table-only", action="store_true")
+    args = ap.parse_args()
+    variants = parse_variants(args.variants)
+    jobs = {}
+    for loss, alpha in variants:
+        overrides = {"offline_loss": loss, ALPHA_KEY[loss]: alpha,
+                     "pretrain_eval_interval": args.eval_every, "eval_interval": ONLINE_STEPS}
+        jobs[(loss, alpha)] = plan(["ft-qmix"], args.map, args.dataset,
+                                   list(range(args.seeds)), ONLINE_STEPS, args.pretrain_steps,
+                                   overrides=overrides)
+    store = Path(args.runs_dir) / args.map
+    if not args.table_only:
+        # every variant's jobs in one pool: the two workers stay busy to the end
+        run_jobs([j for js in jobs.values() for j in js], store, workers=args.workers)
+    dataset = next(iter(jobs.values()))[0].dataset
+    lines = [f"# Offline phase screen on {args.map} (issue 27, item 5)", "",
+             f"Command: `python {' '.join(shlex.quote(a) for a in sys.argv)}`  ",
+             f"Commit: {git_commit() or 'unknown'}", "",
+             f"Dataset `{dataset.dataset_id}` (mean return {dataset.stats.get('return_mean', float('nan')):.2f}). "
+             f"Up to {args.pretrain_steps:,} offline updates (batch 32 episodes), greedy "
+             f"evaluation over 32 battles every {args.eval_every} updates, the same battles for "
+             "every run. Q_tot and 'earned' (the discounted return-to-go of the sampled "
+             "steps) are means over the updates since the previous evaluation; ratio = Q_tot / "
+             "earned.", ""]
+    for (loss, alpha), js in jobs.items():
+        for job in js:
+            rows = pretrain_rows(store, job)
+            if not rows:
+                continue
+            lines += [f"## {loss}, alpha {alpha:g}, seed {job.seed}", "",
+                      "| updates | greedy win | return | Q_tot | earned | ratio | updates/s |",
+                      "|---|---|---|---|---|---|---|"]
+            for r in rows:
+                q, g = r.get("q_taken_mean", float("nan")), r.get("return_to_go_mean", float("nan"))
+                lines.append(f"| {r['update']:,} | {r.get('test_win_rate', float('nan')):.2f} | "
+                             f"{r.get('test_return', float('nan')):.2f} | {q:.2f} | {g:.2f} | "
+                             f"{q / g if g else float('nan'):.2f} | {r['updates_per_s']:.1f} |")
+            lines.append("")
+    out = Path(args.out) / f"offline_screen_{args.map}.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
