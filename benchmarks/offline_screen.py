@@ -17,14 +17,18 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from dataclasses import replace
+from types import SimpleNamespace
 from pathlib import Path
 
 from o2omarl.benchmark import plan
 from o2omarl.benchmark.executors import run_jobs
+from o2omarl.benchmark.pretrained import cache_folder
+from o2omarl.benchmark.results import read_jsonl
 from o2omarl.benchmark.runner import git_commit
 
 sys.path.insert(0, str(Path(__file__).parent))
-from offline_losses import ONLINE_STEPS, pretrain_rows  # noqa: E402
+from offline_losses import ONLINE_STEPS  # noqa: E402
 
 ALPHA_KEY = {"cql": "cql_alpha", "cfcql": "cfcql_alpha"}
 
@@ -38,6 +42,12 @@ def parse_variants(text: str) -> list[tuple[str, float]]:
                              f"{', '.join(ALPHA_KEY)}")
         out.append((loss, float(alpha)))
     return out
+
+
+def pretrain_rows(store: Path, job) -> list[dict]:
+    """The pretraining log of `job`'s cached weights (also while they are being trained)."""
+    log = cache_folder(SimpleNamespace(cfg=job.config), job, store / ".pretrained")
+    return read_jsonl(log / "pretrain.jsonl") if (log / "pretrain.jsonl").exists() else []
 
 
 def main() -> None:
@@ -58,9 +68,10 @@ def main() -> None:
     for loss, alpha in variants:
         overrides = {"offline_loss": loss, ALPHA_KEY[loss]: alpha,
                      "pretrain_eval_interval": args.eval_every, "eval_interval": ONLINE_STEPS}
-        jobs[(loss, alpha)] = plan(["ft-qmix"], args.map, args.dataset,
-                                   list(range(args.seeds)), ONLINE_STEPS, args.pretrain_steps,
-                                   overrides=overrides)
+        # a label per variant: one store, one run folder per variant and seed
+        jobs[(loss, alpha)] = [replace(j, label=f"{loss}_a{alpha:g}") for j in plan(
+            ["ft-qmix"], args.map, args.dataset, list(range(args.seeds)), ONLINE_STEPS,
+            args.pretrain_steps, overrides=overrides)]
     store = Path(args.runs_dir) / args.map
     if not args.table_only:
         # every variant's jobs in one pool: the two workers stay busy to the end
