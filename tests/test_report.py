@@ -446,14 +446,14 @@ def test_report_prints_na_with_the_evaluation_count_and_warns_below_three_seeds(
 def test_main_table_html_folds_the_task_into_group_rows(report):
     """13 one-line columns did not fit a 1280 px window: in the page the task (map, dataset,
     budget, pretraining) is a row spanning the table and each interval a second line, leaving
-    method, seeds and 7 metrics; whatever is still too wide scrolls inside its own box."""
+    method, seeds and 9 metrics; whatever is still too wide scrolls inside its own box."""
     page = (report / "index.html").read_text()
     main_html = page[page.index('data-table="main"'):]
     main_html = main_html[:main_html.index("</table>")]
     heads = re.findall(r"<th>(.*?)</th>", main_html)
     assert heads[:4] == ["method", "seeds", "win rate before \u2191", "win rate after \u2191"]
-    assert len(heads) == 9 and "unlearning drop \u2193" in heads
-    assert re.findall(r'<tr class="group"><td colspan="9">(.*?)</td>', main_html) == [
+    assert len(heads) == 11 and "unlearning drop \u2193" in heads
+    assert re.findall(r'<tr class="group"><td colspan="11">(.*?)</td>', main_html) == [
         "map 3m, dataset smax/3m/heuristic-v0, budget 100, pretrain 10",
         "map 3m, dataset smax/3m/heuristic-v0, budget 200, pretrain 10"]
     assert '<td>0.500<br><span class="ci">[0.500, 0.500]</span></td>' in main_html
@@ -493,7 +493,7 @@ def test_latex_tables_have_caption_label_arrows_and_display_names(report):
     assert header.split(" & ")[2:5] == [r"win rate before $\uparrow$",
                                         r"win rate after $\uparrow$", r"AUC $\uparrow$"]
     assert r"unlearning drop $\downarrow$" in header and r"steps to 80\% $\downarrow$" in header
-    assert (r"\multicolumn{9}{l}{\textit{map 3m, dataset smax/3m/heuristic-v0, budget 200, "
+    assert (r"\multicolumn{11}{l}{\textit{map 3m, dataset smax/3m/heuristic-v0, budget 200, "
             r"pretrain 10}} \\") in lines
     assert any(x.startswith(r"OVMSE & 1 & 0.500 {\scriptsize [0.500, 0.500]} & ") for x in lines)
     improvement = (report / "tables" / "improvement.tex").read_text()
@@ -648,3 +648,33 @@ def test_one_seed_in_two_stores_is_refused(store, tmp_path, capsys):
         f"is in two run folders, {store / run} and {copy / run}; pooling would count it twice: "
         "give --runs-dir only one of them")
     assert not out.exists()
+
+
+def test_largest_fall_sees_a_collapse_after_the_early_window_and_80_percent_must_hold():
+    """The issue-27 run: the offline win rate kept through the first 10% of the budget, then a
+    collapse where OVM's lambda reaches 0, then recovery. The early drop reads 0; the largest
+    fall reads 0.6 at step 60k; a touch of 0.8 before the collapse is not 'reaching' 80%."""
+    # every 5k over a 100k budget: the first 10% holds steps 0, 5k, 10k
+    wr = [0.7, 0.7, 0.7, 0.8, 0.7, 0.75, 0.4, 0.1, 0.3, 0.6] + [0.85, 0.9, 0.8] * 3 + [0.9, 0.9]
+    rows = [{"env_step": 5_000 * k, "test_win_rate": w, "test_return": 10 * w}
+            for k, w in enumerate(wr)]
+    m = run_metrics(rows, 100_000)
+    assert m["early_evals"] == 3 and m["unlearning_drop"] == 0.0
+    assert m["largest_fall"] == pytest.approx(0.6) and m["largest_fall_step"] == 35_000
+    assert m["ret_fall"] == pytest.approx(6.0)
+    assert m["steps_to_threshold"] == 50_000  # 0.85 on to the end; not the 0.8 at 15k
+    never = run_metrics([{"env_step": 10 * k, "test_win_rate": w}
+                         for k, w in enumerate([0.5, 0.9, 0.9, 0.7])], 30)
+    assert np.isnan(never["steps_to_threshold"])  # it ends below 0.8
+    rising = run_metrics([{"env_step": 10 * k, "test_win_rate": w}
+                          for k, w in enumerate([0.5, 0.6, 0.7, 0.8])], 30)
+    assert rising["largest_fall"] == 0.0 and np.isnan(rising["largest_fall_step"])
+
+
+def test_main_table_has_the_largest_fall_with_its_step(report):
+    r = main_row(report, "ovmse")
+    # seed 0 falls 0.5 -> 0.4 at step 10, seed 1 0.5 -> 0.2 at step 10
+    assert float(r["largest_fall_mean"]) == pytest.approx((0.1 + 0.3) / 2)
+    assert float(r["largest_fall_step_mean"]) == 10
+    md = (report / "tables" / "main.md").read_text()
+    assert "largest fall" in md and "fall at step" in md

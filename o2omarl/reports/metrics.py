@@ -13,19 +13,24 @@ MIN_EVALUATIONS = 3
 
 
 def run_metrics(rows: list[dict], budget: int, threshold: float = 0.8) -> dict:
-    """Before -> after, unlearning drop, AUC, steps to `threshold` win rate, regret, and the
+    """Before -> after, unlearning drop, largest fall, AUC, steps to `threshold` win rate,
+    regret, and the
     largest overestimation of Q_tot over what the data earned (NaN for rows without it); and
     the same window metrics of the test return (`ret_*`: on maps where no method wins, the
     return still ranks them), NaN where rows lack `test_return`.
 
     "After" is the mean of the last 3 evaluations after step 0; the unlearning window is the
-    first 10% of the budget, step 0 included. Each is NaN when its window holds fewer than
+    first 10% of the budget, step 0 included. The largest fall is the drop to the lowest
+    evaluation of the whole run, with its step: a collapse postponed past the early window
+    (OVM's lambda reaching 0) shows there. Steps to `threshold` is the first evaluation from
+    which every later one stays at or above it: a touch followed by a collapse is no arrival. Each is NaN when its window holds fewer than
     MIN_EVALUATIONS evaluations; `after_evals` and `early_evals` say how many it holds."""
     steps = np.array([r["env_step"] for r in rows], dtype=float)
     wr = np.array([r["test_win_rate"] for r in rows], dtype=float)
     ret = np.array([r.get("test_return", np.nan) for r in rows], dtype=float)
     win, rtn = _window_metrics(steps, wr, budget), _window_metrics(steps, ret, budget)
-    reached = steps[wr >= threshold]
+    below = np.flatnonzero(wr < threshold)
+    stays = below[-1] + 1 if len(below) else 0  # first index of the final run at/above it
     train = [(r["train_win_rate"], r.get("train_episodes")) for r in rows
              if "train_win_rate" in r]
     return {
@@ -35,13 +40,16 @@ def run_metrics(rows: list[dict], budget: int, threshold: float = 0.8) -> dict:
         "wr_min_early": win["min_early"],
         "unlearning_drop": win["drop"],
         "early_evals": int((steps <= 0.1 * budget).sum()),
+        "largest_fall": win["fall"],
+        "largest_fall_step": win["fall_step"],
         "auc": win["auc"],
-        "steps_to_threshold": float(reached[0]) if len(reached) else float("nan"),
+        "steps_to_threshold": float(steps[stays]) if stays < len(steps) else float("nan"),
         "regret": _regret(train),
         "q_overestimation": _max_overestimation(rows),
         "ret_start": rtn["start"],
         "ret_final": rtn["final"],
         "ret_drop": rtn["drop"],
+        "ret_fall": rtn["fall"],
         "ret_auc": rtn["auc"],
     }
 
@@ -52,6 +60,8 @@ def _window_metrics(steps: np.ndarray, values: np.ndarray, budget: int) -> dict:
     early = values[steps <= 0.1 * budget]
     after = values[steps > 0]
     resolved_early = len(early) >= MIN_EVALUATIONS
+    resolved = len(after) >= MIN_EVALUATIONS and not np.isnan(after).all()
+    fall = float(np.maximum(0.0, values[0] - np.nanmin(after))) if resolved else np.nan
     return {
         "start": float(values[0]),
         # never the step-0 (offline) evaluation
@@ -59,6 +69,9 @@ def _window_metrics(steps: np.ndarray, values: np.ndarray, budget: int) -> dict:
         "min_early": float(early.min()) if resolved_early else np.nan,
         # np.maximum, not max: a series without values stays NaN
         "drop": float(np.maximum(0.0, values[0] - early.min())) if resolved_early else np.nan,
+        # where the lowest evaluation after step 0 is; NaN when nothing fell
+        "fall": fall,
+        "fall_step": float(steps[steps > 0][np.nanargmin(after)]) if fall > 0 else np.nan,
         "auc": _auc(steps, values),
     }
 

@@ -31,6 +31,10 @@ MAIN_METRICS = (
     ("wr_final", "win rate after", +1, 3),
     ("auc", "AUC", +1, 3),
     ("unlearning_drop", "unlearning drop", -1, 3),
+    # the whole run's lowest point: a collapse postponed past the first 10% shows here
+    ("largest_fall", "largest fall", -1, 3),
+    ("largest_fall_step", "fall at step", 0, 0),
+    # the first evaluation from which the win rate stays at or above 0.8
     ("steps_to_threshold", "steps to 80%", -1, 0),
     ("regret", "regret", -1, 3),
     # Q_tot - what the data earned, worst evaluation window: far above 0 means diverging values
@@ -43,6 +47,7 @@ RETURN_METRICS = (
     ("ret_final", "return after", +1, 2),
     ("ret_auc", "return AUC", +1, 2),
     ("ret_drop", "return drop", -1, 2),
+    ("ret_fall", "largest return fall", -1, 2),
 )
 # Across-task aggregates: (metric key, its name in headers)
 AGGREGATE_METRICS = (("auc", "AUC"), ("wr_final", "final win rate"))
@@ -202,7 +207,8 @@ def _bold_best(stats_by_row: list[_Stat], row_ids: list[int], col: int, bold: se
 
 # Window metrics and the run_metrics count of evaluations in their window
 RESOLUTION = {"wr_final": "after_evals", "unlearning_drop": "early_evals",
-              "ret_final": "after_evals", "ret_drop": "early_evals"}
+              "largest_fall": "after_evals", "ret_final": "after_evals",
+              "ret_drop": "early_evals", "ret_fall": "after_evals"}
 
 
 def _unresolved(cell: Cell, key: str) -> _Stat | None:
@@ -261,6 +267,8 @@ def _task_table(cells: list[Cell], name: str, caption: str, metrics: tuple, seed
             data.append(record)
         row_ids = list(range(first, len(rows)))
         for k in range(len(metrics)):
+            if metrics[k][2] == 0:  # a column with no better direction (a step) is never bold
+                continue
             _bold_best([m[k] for m in per_metric], row_ids, len(fixed) + k, bold)
     fields = ["map", "dataset", "method", "budget", "pretrain_steps", "seeds", "seed_list"]
     fields += [f"{key}_{s}" for key, *_ in metrics for s in ("mean", "lo", "hi", "n")]
