@@ -745,3 +745,19 @@ def test_learner_mode_takes_a_process_only_with_a_spare_core(monkeypatch):
     with pytest.raises(BenchError, match="O2OMARL_LEARNER='threads' is not accepted; "
                                          "accepted: auto, inline, process"):
         learner_mode("cpu")
+
+
+def test_pretraining_warns_when_its_values_leave_the_calibrated_band(capsys):
+    from o2omarl.qmix.monitor import check_calibration, summary
+
+    row = {"test_win_rate": 0.5, "q_taken_mean": 10.5, "return_to_go_mean": 5.0}
+    assert "Q_tot 10.50 vs 5.00 earned (2.10x)" in summary(row)
+    check_calibration(row, "pretraining")
+    err = capsys.readouterr().err
+    assert "2.10x the return those episodes earned" in err and "[0.75, 1.33]" in err
+    for q in (3.75, 5.0, 6.65):  # 0.75x, 1x, 1.33x: inside the band, no word
+        check_calibration({**row, "q_taken_mean": q}, "pretraining")
+    check_calibration({"test_win_rate": 0.5}, "pretraining")  # no values logged: no word
+    assert capsys.readouterr().err == ""
+    check_calibration({**row, "q_taken_mean": 3.7}, "pretraining")  # 0.74x: too low
+    assert "0.74x" in capsys.readouterr().err

@@ -27,6 +27,7 @@ from o2omarl.reports.cells import Cell, Task, by_task, group
 from o2omarl.reports.figures import (Band, ablation_bands, curve_bands, curve_figure,
                                      grid_figure, method_styles, panel_titles)
 from o2omarl.reports.metrics import run_metrics
+from o2omarl.reports import tables
 from o2omarl.reports.tables import improvement_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +42,8 @@ CURVES = {  # (method, seed) -> test win rate every 10 env steps, budget 100
 
 def make_run(runs_dir: Path, method: str, seed: int, win_rates, budget: int = 100,
              state: str = "done", error: str | None = None, map_name: str = "3m",
-             tier: str = "heuristic-v0", train=None, config: dict | None = None) -> Path:
+             tier: str = "heuristic-v0", train=None, config: dict | None = None,
+             pretrain: list[dict] | None = None) -> Path:
     """A run folder as `bench run` writes it: evaluations evenly spread over the budget;
     `config`, the method's settings (config.json's "config")."""
     path = runs_dir / map_name / tier / method / f"seed_{seed}"
@@ -59,6 +61,8 @@ def make_run(runs_dir: Path, method: str, seed: int, win_rates, budget: int = 10
             row.update(train_win_rate=train[k - 1][0], train_episodes=train[k - 1][1])
         rows.append(row)
     (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if pretrain:
+        (path / "pretrain.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pretrain))
     return path
 
 
@@ -678,3 +682,26 @@ def test_main_table_has_the_largest_fall_with_its_step(report):
     assert float(r["largest_fall_step_mean"]) == 10
     md = (report / "tables" / "main.md").read_text()
     assert "largest fall" in md and "fall at step" in md
+
+
+def test_pretraining_table_shows_calibration_per_evaluation_once_per_seed(tmp_path):
+    """Two methods started from one pretraining per seed: each seed counts once. Seed 0 ends
+    at Q_tot 10 against 5 earned (2x), seed 1 at 6 against 5 (1.2x): ratio (2 + 1.2) / 2."""
+    def log(q_end):
+        return [{"update": 500, "test_win_rate": 0.5, "test_return": 12.0, "q_taken_mean": 4.0,
+                 "return_to_go_mean": 5.0},
+                {"update": 1000, "test_win_rate": 0.25, "test_return": 10.0,
+                 "q_taken_mean": q_end, "return_to_go_mean": 5.0}]
+    runs = tmp_path / "runs"
+    config = {"offline_loss": "cfcql", "cfcql_alpha": 50.0}
+    for method in ("ovmse", "ft-qmix"):
+        for seed, q_end in ((0, 10.0), (1, 6.0)):
+            make_run(runs, method, seed, [0.5] * 11, config=config, pretrain=log(q_end))
+    cells, _ = group(scan(runs))
+    t = tables.pretraining_table(cells)
+    assert [(r["offline_loss"], r["update"], r["seeds"]) for r in t.data] == [
+        ("cfcql alpha 50", 500, 2), ("cfcql alpha 50", 1000, 2)]
+    end = t.data[1]
+    assert end["q_taken_mean"] == pytest.approx(8.0) and end["ratio"] == pytest.approx(1.6)
+    assert end["test_win_rate"] == pytest.approx(0.25) and t.data[0]["ratio"] == 0.8
+    assert "| 1,000 | 2 | 0.25 | 10.00 | 8.00 | 5.00 | 1.60 |" in t.markdown()

@@ -62,6 +62,8 @@ def test_bench_run_writes_the_run_store_and_skips_a_finished_run(heuristic_3m, t
     last_offline = read_jsonl(pretrain_log)[-1]
     assert (last_offline["test_win_rate"], last_offline["test_return"]) == (
         rows[0]["test_win_rate"], rows[0]["test_return"])
+    # the run carries its pretraining's log, for the report's pretraining table
+    assert read_jsonl(run_dir / "pretrain.jsonl") == read_jsonl(pretrain_log)
 
     for name in ("checkpoint.pt", "model.pt"):
         ckpt = load_checkpoint(run_dir / name)

@@ -40,8 +40,9 @@ def reads_dataset(method, job: JobSpec, cache_dir: Path) -> bool:
     return method.uses_offline_data or (method.uses_offline_init and uncached)
 
 
-def load_or_pretrain(method, job: JobSpec, cache_dir: Path, dataset, eval_env, say) -> None:
-    """Load cached offline weights into `method`, or train them on `dataset()` and cache them."""
+def load_or_pretrain(method, job: JobSpec, cache_dir: Path, dataset, eval_env, say) -> Path:
+    """Load cached offline weights into `method`, or train them on `dataset()` and cache them;
+    returns the cache folder (its pretrain.jsonl is the pretraining's log)."""
     folder = cache_folder(method, job, cache_dir)
     model = folder / "model.pt"
     # Waiting on the lock lets a second job needing the same weights reuse the first's work.
@@ -49,7 +50,7 @@ def load_or_pretrain(method, job: JobSpec, cache_dir: Path, dataset, eval_env, s
         if model.exists():
             method.load_pretrained(Checkpoint.read(model).learner)
             say(f"pretrained weights loaded from cache {folder} (no offline training)")
-            return
+            return folder
         folder.mkdir(parents=True, exist_ok=True)
         log_path = folder / "pretrain.jsonl"
         log_path.unlink(missing_ok=True)
@@ -60,3 +61,4 @@ def load_or_pretrain(method, job: JobSpec, cache_dir: Path, dataset, eval_env, s
             method.pretrain(dataset(), log, eval_env)
         write_json(folder / "key.json", cache_key(method, job))
         method.save(model)
+    return folder

@@ -44,6 +44,7 @@ class RunRecord:
     error: str | None = None
     rows: list[dict] = field(default_factory=list)  # metrics.jsonl, in order
     config: dict = field(default_factory=dict)
+    pretrain_rows: list[dict] = field(default_factory=list)  # pretrain.jsonl: offline evaluations
 
     stopped_at: int | None = None  # env step where a stopped run saved its checkpoint
 
@@ -101,6 +102,7 @@ def read_run(path: Path) -> RunRecord:
     if rec.state == "running" and not is_held(rec.path / ".lock"):
         rec.state, rec.error = "stopped", "killed (no process holds it); rerun to resume"
     rec.rows = read_jsonl(rec.path / "metrics.jsonl")
+    rec.pretrain_rows = read_jsonl(rec.path / "pretrain.jsonl")
     return rec
 
 

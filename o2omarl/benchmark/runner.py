@@ -30,7 +30,7 @@ import traceback
 from pathlib import Path
 
 from o2omarl import datasets, interrupts
-from o2omarl.atomic import write_json
+from o2omarl.atomic import write_json, write_text
 from o2omarl.benchmark.jobs import JobSpec, make_method, plan
 from o2omarl.benchmark.pretrained import load_or_pretrain, reads_dataset
 from o2omarl.benchmark.results import read_jsonl
@@ -147,7 +147,11 @@ def _train(method, job: JobSpec, cache_dir: Path, run_dir: Path, say, resume,
     ended it); if not, it was stopped and checkpointed where it stopped."""
     eval_env = make_env(job.map_name, method.cfg.eval_episodes, job.backend)
     if method.uses_offline_init:
-        load_or_pretrain(method, job, cache_dir, dataset, eval_env, say)
+        cached = load_or_pretrain(method, job, cache_dir, dataset, eval_env, say)
+        # the run carries its pretraining's log (the report's pretraining table reads it)
+        log_path = cached / "pretrain.jsonl"
+        if log_path.exists():
+            write_text(run_dir / "pretrain.jsonl", log_path.read_text())
     env = make_env(job.map_name, method.cfg.num_envs, job.backend)
     metrics = run_dir / "metrics.jsonl"
     if resume is not None:

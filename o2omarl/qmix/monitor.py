@@ -108,7 +108,35 @@ def summary(row: dict) -> str:
     text = f"win rate {row.get('test_win_rate', float('nan')):.2f}"
     if "q_taken_mean" in row and "return_to_go_mean" in row:
         text += f" | Q_tot {row['q_taken_mean']:.2f} vs {row['return_to_go_mean']:.2f} earned"
+        ratio = calibration(row)
+        if not math.isnan(ratio):
+            text += f" ({ratio:.2f}x)"
     return text
+
+
+# Q_tot / earned outside this band at the end of pretraining hands the online phase values
+# that are off by a third or more (CFCQL at alpha 50 ended at ~2x on 2s3z medium).
+CALIBRATED = (0.75, 1.33)
+
+
+def calibration(row: dict) -> float:
+    """Q_tot of the data's actions / the discounted return those steps earned (NaN if the row
+    lacks either or nothing was earned)."""
+    q, earned = row.get("q_taken_mean"), row.get("return_to_go_mean")
+    if q is None or earned is None or abs(earned) < 1e-6:
+        return float("nan")
+    return q / earned
+
+
+def check_calibration(row: dict, label: str) -> None:
+    """Warns, in one line, when pretraining ends with values off the return they estimate."""
+    ratio = calibration(row)
+    lo, hi = CALIBRATED
+    if not math.isnan(ratio) and not lo <= ratio <= hi:
+        warn(f"{label}: Q_tot of the data's actions is {ratio:.2f}x the return those episodes "
+             f"earned ({row['q_taken_mean']:.2f} vs {row['return_to_go_mean']:.2f}) at the end "
+             f"of pretraining, outside [{lo}, {hi}]: the online phase starts from miscalibrated "
+             "values (README, 'Offline pretraining')")
 
 
 def eval_seed(seed: int) -> int:

@@ -13,8 +13,8 @@ from o2omarl.progress import Progress
 from o2omarl.qmix.acting import evaluate
 from o2omarl.qmix.buffer import Batch, ReplayBuffer
 from o2omarl.qmix.learner import Learner
-from o2omarl.qmix.monitor import (Divergence, Log, Window, check_finite, eval_seed,
-                                  points_every, summary)
+from o2omarl.qmix.monitor import (Divergence, Log, Window, check_calibration, check_finite,
+                                  eval_seed, points_every, summary)
 
 
 @dataclass
@@ -62,6 +62,7 @@ def pretrain(
         else:
             bar.update(i)
     bar.close()
+    check_calibration(row, "pretraining")
     return row
 
 

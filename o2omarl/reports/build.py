@@ -215,6 +215,7 @@ def build_report(runs_dir="runs", out="reports", maps=None, methods=None,
     sections = [
         _Section("Main table", [table(tables.main_table(cells, seed, n_boot, names)),
                                 table(tables.returns_table(cells, seed, n_boot, names))]),
+        _Section("Pretraining", [table(tables.pretraining_table(cells))]),
         _Section("Learning curves", curves, "No finished run."),
         _Section("Ablation", ablations,
                  "Drawn for a task with at least two of ovmse, ovm, se and a method outside "

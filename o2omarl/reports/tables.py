@@ -362,6 +362,52 @@ def improvement_table(cells: list[Cell], reference: str = REFERENCE, seed: int =
                  better=[0, 0] + [+1] * len(IMPROVEMENT_METRICS))
 
 
+def offline_setting(config: dict) -> str:
+    """The conservative term a run pretrained with, as the pretraining table names it."""
+    loss = config.get("offline_loss", "cql")
+    alpha = config.get(f"{loss}_alpha")
+    return f"{loss} alpha {alpha:g}" if isinstance(alpha, (int, float)) else loss
+
+
+def pretraining_table(cells: list[Cell]) -> Table:
+    """Per task and offline setting, each pretraining evaluation: greedy win rate and return,
+    Q_tot of the data's actions, the discounted return those steps earned, and their ratio,
+    means over the seeds (one pretraining per seed, however many methods started from it)."""
+    columns = ["map", "dataset", "pretrain", "offline loss", "updates", "seeds", "greedy win",
+               "return", "Q_tot", "earned", "ratio"]
+    keys = ["test_win_rate", "test_return", "q_taken_mean", "return_to_go_mean"]
+    rows, data = [], []
+    for task, group_cells in by_task(cells).items():
+        logs: dict[str, dict[int, list[dict]]] = {}  # setting -> seed -> rows
+        for c in group_cells:
+            for r in c.runs:
+                if r.pretrain_rows:
+                    logs.setdefault(offline_setting(r.config.get("config") or {}), {}) \
+                        .setdefault(r.seed, r.pretrain_rows)
+        for setting, by_seed in sorted(logs.items()):
+            updates = sorted({row["update"] for rs in by_seed.values() for row in rs})
+            for u in updates:
+                at = [row for rs in by_seed.values() for row in rs if row["update"] == u]
+                mean = {k: float(np.mean([row.get(k, np.nan) for row in at])) for k in keys}
+                ratio = float(np.mean([row.get("q_taken_mean", np.nan)
+                                       / row.get("return_to_go_mean", np.nan) for row in at]))
+                rows.append([task.map, task.dataset, f"{task.pretrain_steps:,}", setting,
+                             f"{u:,}", str(len(at)), _fmt(mean["test_win_rate"], 2),
+                             _fmt(mean["test_return"], 2), _fmt(mean["q_taken_mean"], 2),
+                             _fmt(mean["return_to_go_mean"], 2), _fmt(ratio, 2)])
+                data.append({"map": task.map, "dataset": task.dataset,
+                             "pretrain_steps": task.pretrain_steps, "offline_loss": setting,
+                             "update": u, "seeds": len(at), **mean, "ratio": ratio})
+    fields = ["map", "dataset", "pretrain_steps", "offline_loss", "update", "seeds", *keys,
+              "ratio"]
+    caption = ("Offline pretraining at each of its evaluations, per task and conservative term: "
+               "greedy win rate and return (32 battles), Q_tot of the data's actions and the "
+               "discounted return those steps earned (means over the updates since the "
+               "previous evaluation) and their ratio (calibrated: ~1; a warning outside "
+               "[0.75, 1.33] at the end), means over seeds.")
+    return Table("pretraining", caption, columns, fields, rows, data, group_columns=3)
+
+
 def dataset_table(dataset_ids: list[str]) -> Table:
     """Every dataset the runs used, from its stored statistics; unreadable ones as missing."""
     from o2omarl.datasets import store
