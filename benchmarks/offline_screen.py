@@ -86,12 +86,27 @@ def main() -> None:
              "every run. Q_tot and 'earned' (the discounted return-to-go of the sampled "
              "steps) are means over the updates since the previous evaluation; ratio = Q_tot / "
              "earned.", ""]
-    for (loss, alpha), js in jobs.items():
-        for job in js:
-            rows = pretrain_rows(store, job)
-            if not rows:
-                continue
-            lines += [f"## {loss}, alpha {alpha:g}, seed {job.seed}", "",
+    logs = {(loss, alpha, job.seed): pretrain_rows(store, job)
+            for (loss, alpha), js in jobs.items() for job in js}
+    lines += ["| loss | alpha | seed | updates done | ratio at the end | greedy return at "
+              "1k / 3k / end | best greedy return (at) | greedy win at the end |",
+              "|---|---|---|---|---|---|---|---|"]
+    for (loss, alpha, seed), rows in logs.items():
+        if not rows:
+            continue
+        at = {r["update"]: r for r in rows}
+        end = rows[-1]
+        best = max(rows, key=lambda r: r["test_return"])
+        picks = " / ".join(f"{at[u]['test_return']:.2f}" if u in at else "-"
+                           for u in (1000, 3000)) + f" / {end['test_return']:.2f}"
+        lines.append(f"| {loss} | {alpha:g} | {seed} | {end['update']:,} | "
+                     f"{end['q_taken_mean'] / end['return_to_go_mean']:.2f} | {picks} | "
+                     f"{best['test_return']:.2f} ({best['update']:,}) | "
+                     f"{end['test_win_rate']:.2f} |")
+    lines.append("")
+    for (loss, alpha, seed), rows in logs.items():
+        if rows:
+            lines += [f"## {loss}, alpha {alpha:g}, seed {seed}", "",
                       "| updates | greedy win | return | Q_tot | earned | ratio | updates/s |",
                       "|---|---|---|---|---|---|---|"]
             for r in rows:
