@@ -20,10 +20,32 @@ import torch
 from o2omarl.datasets import loader
 from o2omarl.envs import env_info
 from o2omarl.qmix.buffer import ReplayBuffer
+from o2omarl.qmix import conservative
 from o2omarl.qmix.conservative import offline_loss
-from o2omarl.qmix.learner import Learner, LearnerConfig
+from o2omarl.qmix.learner import Learner, LearnerConfig, mix_filled
 
-VARIANTS = {"cql": ("cql", 0.5), "cfcql": ("cfcql", 0.5), "cfcql, temperature 0": ("cfcql", 0.0)}
+VARIANTS = {"cql": ("cql", 0.5), "cfcql": ("cfcql", 0.5), "cfcql, temperature 0": ("cfcql", 0.0),
+            "cfcql, joint mixing": ("cfcql", 0.5)}
+
+
+def joint_mixing(mixer, taken, q, state, filled):
+    """The mixing before the rank-one deviations (3d74bba^): every one-agent deviation built as
+    a joint action and mixed by `forward`, for the side-by-side timing only."""
+    B, T, n, A = q.shape
+    swap = torch.eye(n, dtype=torch.bool, device=q.device).view(n, 1, n)
+    joint = torch.where(swap, q.unsqueeze(-1), taken[:, :, None, None, :])
+    dev = mix_filled(mixer, joint.view(B, T, n * A, n), state, filled).view(B, T, n, A)
+    return dev, mix_filled(mixer, taken, state, filled)
+
+
+def update(name: str, learner: Learner, batch) -> None:
+    fast = conservative.mix_deviations_filled
+    if name.endswith("joint mixing"):
+        conservative.mix_deviations_filled = joint_mixing
+    try:
+        learner.update(batch)
+    finally:
+        conservative.mix_deviations_filled = fast
 
 
 def main() -> None:
@@ -45,13 +67,13 @@ def main() -> None:
         torch.manual_seed(0)
         learners[name] = Learner(info, LearnerConfig(), "cpu",
                                  extra_losses=(offline_loss(kind, 5.0, 50.0, temperature),))
-        learners[name].update(batches[0])  # warm-up
+        update(name, learners[name], batches[0])  # warm-up
     times = {k: [] for k in learners}
     for _ in range(args.rounds):
         for name, learner in learners.items():
             start = time.perf_counter()
             for b in batches:
-                learner.update(b)
+                update(name, learner, b)
             times[name].append((time.perf_counter() - start) / len(batches))
     base = min(times["cql"])
     print(f"{args.map} {args.dataset}: ms per offline update (best of {args.rounds} rounds "
