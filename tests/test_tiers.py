@@ -80,6 +80,8 @@ def test_replay_tier_holds_the_buffer_at_the_medium_snapshot(fresh_root, monkeyp
     assert all(ends)  # whole episodes only
     assert not any(w[:-1].any() for w in won)  # battle_won only ever on the last step
     assert "poor" not in report.produced and "good" not in report.produced
+    # training stopped at the medium snapshot: tiers not asked for are not reported missing
+    assert report.missing == {}
 
 
 def test_unknown_tier_is_a_usage_error():
