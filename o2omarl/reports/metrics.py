@@ -14,17 +14,17 @@ MIN_EVALUATIONS = 3
 
 def run_metrics(rows: list[dict], budget: int, threshold: float = 0.8) -> dict:
     """Before -> after, unlearning drop, largest fall, AUC, steps to `threshold` win rate,
-    regret, and the
-    largest overestimation of Q_tot over what the data earned (NaN for rows without it); and
-    the same window metrics of the test return (`ret_*`: on maps where no method wins, the
-    return still ranks them), NaN where rows lack `test_return`.
+    regret, and the largest overestimation of Q_tot over what the data earned (NaN for rows
+    without it); and the same window metrics of the test return (`ret_*`: on maps where no
+    method wins, the return still ranks them), NaN where rows lack `test_return`.
 
     "After" is the mean of the last 3 evaluations after step 0; the unlearning window is the
     first 10% of the budget, step 0 included. The largest fall is the drop to the lowest
     evaluation of the whole run, with its step: a collapse postponed past the early window
     (OVM's lambda reaching 0) shows there. Steps to `threshold` is the first evaluation from
-    which every later one stays at or above it: a touch followed by a collapse is no arrival. Each is NaN when its window holds fewer than
-    MIN_EVALUATIONS evaluations; `after_evals` and `early_evals` say how many it holds."""
+    which every later one stays at or above it: a touch followed by a collapse is no arrival.
+    Each window metric is NaN when its window holds fewer than MIN_EVALUATIONS evaluations;
+    `after_evals` and `early_evals` say how many it holds."""
     steps = np.array([r["env_step"] for r in rows], dtype=float)
     wr = np.array([r["test_win_rate"] for r in rows], dtype=float)
     ret = np.array([r.get("test_return", np.nan) for r in rows], dtype=float)
