@@ -7,9 +7,9 @@ Each variant (`offline_loss`:alpha, every other setting at its default) pretrain
 run ft-qmix`'s harness in a run store of its own (RUNS_DIR/<map>/<loss>_a<alpha>, so a killed
 screen resumes), evaluated greedily every `--eval-every` updates (32 battles, the same for
 every run). The online phase is a token 1,000 steps: only pretraining is measured. Writes
-docs/results/offline_screen_<map>.md: per variant and evaluation, the greedy win rate and
-return, Q_tot of the data's actions, the discounted return those episodes earned and their
-ratio (both averaged over the updates since the previous evaluation), and updates/s.
+docs/results/offline_screen_<map>_<dataset>.md: per variant and evaluation, the greedy win
+rate and return, Q_tot of the data's actions, the discounted return those episodes earned and
+their ratio (both averaged over the updates since the previous evaluation), and updates/s.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def main() -> None:
         # every variant's jobs in one pool: the two workers stay busy to the end
         run_jobs([j for js in jobs.values() for j in js], store, workers=args.workers)
     dataset = next(iter(jobs.values()))[0].dataset
-    lines = [f"# Offline phase screen on {args.map} (issue 27, item 5)", "",
+    lines = [f"# Offline phase screen on {args.map} {args.dataset} (issue 27, item 5)", "",
              f"Command: `python {' '.join(shlex.quote(a) for a in sys.argv)}`  ",
              f"Commit: {git_commit() or 'unknown'}", "",
              f"Dataset `{dataset.dataset_id}` (mean return {dataset.stats.get('return_mean', float('nan')):.2f}). "
@@ -115,7 +115,8 @@ def main() -> None:
                              f"{r.get('test_return', float('nan')):.2f} | {q:.2f} | {g:.2f} | "
                              f"{q / g if g else float('nan'):.2f} | {r['updates_per_s']:.1f} |")
             lines.append("")
-    out = Path(args.out) / f"offline_screen_{args.map}.md"
+    # one page per task: two tiers of one map must not overwrite each other
+    out = Path(args.out) / f"offline_screen_{args.map}_{args.dataset}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
