@@ -96,6 +96,36 @@ def test_the_paper_experiment_file(sweep_of):
     assert (sweep.seeds, sweep.steps, sweep.pretrain_steps) == ([0, 1, 2], 500_000, 5000)
 
 
+
+def test_the_pretraining_length_is_one_config_field_however_it_is_given(
+        heuristic_3m, tmp_path, sweep_of):
+    """`--set pretrain_steps=N` (or a sweep file's `set:`) lands in the config; it was once
+    overwritten by --pretrain-steps' default of 5,000. Given twice, it is refused."""
+    common = ["ft-qmix", "--map", "3m", "--dataset", "heuristic", "--seed", "0"]
+    by_set = plan_sweep(sweep_of([*common, "--set", "pretrain_steps=20"]))
+    by_flag = plan_sweep(sweep_of([*common, "--pretrain-steps", "20"]))
+    config = write(tmp_path, "maps: {3m: heuristic}\nseeds: [0]\nmethods: ft-qmix\n"
+                             "set: {pretrain_steps: 20}\n")
+    by_file = plan_sweep(sweep_of(["--config", config]))
+    assert [j.config.pretrain_steps for j in by_set + by_flag + by_file] == [20, 20, 20]
+    assert by_set == by_flag == by_file
+    assert plan_sweep(sweep_of(common))[0].config.pretrain_steps == 5000  # the config's default
+    # a variant's own set still wins over the sweep's length
+    config = write(tmp_path, "maps: {3m: heuristic}\nseeds: [0]\npretrain_steps: 20\n"
+                             "variants: {long: {method: ft-qmix, set: {pretrain_steps: 40}}}\n")
+    assert plan_sweep(sweep_of(["--config", config]))[0].config.pretrain_steps == 40
+
+
+@pytest.mark.parametrize("argv", [["--pretrain-steps", "20", "--set", "pretrain_steps=30"],
+                                  ["--set", "pretrain_steps=0"]])
+def test_a_pretraining_length_given_twice_or_out_of_range_is_refused(heuristic_3m, tmp_path,
+                                                                      capsys, argv):
+    runs = tmp_path / "runs"
+    code, out, err = bench(["run", "ft-qmix", "--map", "3m", "--dataset", "heuristic", "--seed",
+                            "0", "--runs-dir", str(runs), *argv], capsys)
+    assert code == 2 and "pretrain_steps" in err and len(err.strip().splitlines()) == 1, err
+    assert not runs.exists()
+
 BAD = [
     ("seed: 3\nmethods: qmix\n", "unknown key 'seed' (did you mean 'seeds'?); accepted: "),
     ("methods: [ovmes]\n", "methods: unknown method 'ovmes' (did you mean 'ovmse'?)"),

@@ -6,7 +6,7 @@ passed, so a bad budget, seed, map or dataset is answered without loading them."
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from o2omarl import datasets
@@ -78,11 +78,12 @@ def resolve_maps(map_name: str | None, dataset: str | None, backend: str) -> lis
 
 
 def check_request(map_name: str | None, dataset: str | None, seeds: list[int], steps: int,
-                  pretrain_steps: int, backend: str = DEFAULT_BACKEND) -> list[str]:
+                  pretrain_steps: int | None, backend: str = DEFAULT_BACKEND) -> list[str]:
     """The checks that need no method: budgets, seeds, maps, a dataset named (it must exist and
     fit every map); returns the maps to run on."""
     positive("--steps", steps)
-    positive("--pretrain-steps", pretrain_steps)
+    if pretrain_steps is not None:
+        positive("--pretrain-steps", pretrain_steps)
     if not seeds:
         raise UsageError("--seeds must be a positive integer")
     if min(seeds) < 0:
@@ -115,9 +116,12 @@ def check_methods(methods: list[str], load: bool = True) -> list[type]:
 
 
 def plan(methods: list[str], map_name: str | None, dataset: str | None, seeds: list[int],
-         steps: int, pretrain_steps: int, backend: str = DEFAULT_BACKEND, device: str = "cpu",
-         overrides: dict | None = None) -> list[JobSpec]:
-    """Validate everything before any folder is made; one JobSpec per map x method x seed."""
+         steps: int, pretrain_steps: int | None = None, backend: str = DEFAULT_BACKEND,
+         device: str = "cpu", overrides: dict | None = None) -> list[JobSpec]:
+    """Validate everything before any folder is made; one JobSpec per map x method x seed.
+
+    `pretrain_steps` (`--pretrain-steps`; None: the config's default) is one more override,
+    below `overrides`: the configs are the only place it lands, range-checked with the rest."""
     if not methods:  # said first, before any other check
         check_methods(methods)
     maps = check_request(map_name, dataset, seeds, steps, pretrain_steps, backend)
@@ -125,8 +129,9 @@ def plan(methods: list[str], map_name: str | None, dataset: str | None, seeds: l
     from o2omarl.qmix import build_configs
     from o2omarl.qmix.updates import learner_mode
 
-    configs = [replace(c, pretrain_steps=pretrain_steps) for c in
-               build_configs([cls.Config for cls in classes], overrides or {}, methods)]
+    if pretrain_steps is not None:
+        overrides = {"pretrain_steps": pretrain_steps, **(overrides or {})}
+    configs = build_configs([cls.Config for cls in classes], overrides or {}, methods)
     mode = learner_mode(device)  # a bad O2OMARL_LEARNER or O2OMARL_CORES fails here
     jobs = []
     for m in maps:

@@ -56,7 +56,7 @@ class Sweep:
     tasks: list[tuple[str | None, str | None]]  # None: as `bench run` without --map / --dataset
     seeds: list[int]
     steps: int
-    pretrain_steps: int
+    pretrain_steps: int | None  # None: each method's config default
     overrides: dict = field(default_factory=dict)  # --set, for every method and variant
     variants: dict[str, Variant] = field(default_factory=dict)
     runs_dir: str = "runs"
@@ -339,6 +339,10 @@ def plan_sweep(sweep: Sweep, say=print) -> list:
     for map_name, dataset in sweep.tasks:
         check_request(map_name, dataset, sweep.seeds, sweep.steps, sweep.pretrain_steps,
                       sweep.backend)
+    if sweep.pretrain_steps is not None and "pretrain_steps" in sweep.overrides:
+        raise UsageError(f"the pretraining length is given twice (--pretrain-steps / "
+                         f"pretrain_steps: {sweep.pretrain_steps} and --set / set: "
+                         f"pretrain_steps={sweep.overrides['pretrain_steps']}); give it once")
     check_methods([*sweep.methods, *(v.method for v in sweep.variants.values())], load=False)
     from o2omarl.devices import resolve_device
 

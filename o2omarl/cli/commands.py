@@ -115,8 +115,9 @@ def _summary(res) -> None:
               help="With --seeds N: run seeds OFFSET..OFFSET+N-1.")
 @click.option("--steps", type=COUNT, default=100_000, show_default=True,
               help="Online env steps per run.")
-@click.option("--pretrain-steps", type=COUNT, default=5000, show_default=True,
-              help="Offline updates (cached per dataset, settings and seed).")
+@click.option("--pretrain-steps", type=COUNT, default=None,
+              help="Offline updates (cached per dataset, settings and seed)  [default: the "
+                   "config's pretrain_steps; the same as --set pretrain_steps=N].")
 @click.option("--workers", type=int, default=None,
               help="Jobs run at once  [default: the number of cores].")
 @click.option("--executor", default="local", show_default=True,
