@@ -396,6 +396,24 @@ def test_window_metrics_need_three_evaluations_and_after_never_holds_step_0():
     assert three["wr_final"] == pytest.approx(0.4)  # 0.3, 0.4, 0.5: not the step-0 0.9
 
 
+
+@pytest.mark.parametrize("win_rates", [[0.9, 0.3, 0.4, 0.5], [0.9, 0.3, 0.4], [0.2] * 11])
+def test_summary_json_has_the_reports_final_win_rate(tmp_path, win_rates):
+    """summary.json / marl-eval's "absolute_metrics" and the report's "win rate after" are one
+    definition (protocol.final_rows): the last 3 evaluations after step 0. It once averaged
+    rows[-3:], which on a short run takes in the offline policy's step 0."""
+    from o2omarl.benchmark.results import marl_eval_summary
+
+    make_run(tmp_path, "ovmse", 0, win_rates)
+    (run,) = scan(tmp_path)
+    final = marl_eval_summary([run])["smax"]["3m/heuristic-v0"]["ovmse"]["seed_0"][
+        "absolute_metrics"]["win_rate"][0]
+    report = run_metrics(run.rows, run.budget)["wr_final"]
+    if np.isnan(report):  # too few evaluations after step 0: no number in either
+        assert final is None
+    else:
+        assert final == pytest.approx(report) == pytest.approx(np.mean(win_rates[1:][-3:]))
+
 def test_return_metrics_rank_runs_that_never_win():
     """5m_vs_6m from `poor`: every win rate is 0, so only the return separates the methods.
     Evaluations every 1k over 20k: the first 10% holds steps 0, 1k, 2k."""

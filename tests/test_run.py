@@ -226,8 +226,8 @@ def test_seed_offset_and_runs_list(heuristic_3m, tmp_path, capsys):
     summary = json.loads((runs / "summary.json").read_text())
     run = summary["smax"]["3m/heuristic-v0"]["ft-qmix"]["seed_3"]
     assert [run[f"step_{k}"]["step_count"] for k in range(2)] == [0, 400]
-    assert run["absolute_metrics"]["win_rate"][0] == pytest.approx(
-        (run["step_0"]["win_rate"][0] + run["step_1"]["win_rate"][0]) / 2)
+    # one evaluation after step 0: too few for a final win rate (the report says n/a too)
+    assert run["absolute_metrics"] == {"win_rate": [None], "return": [None]}
     rows = list(csv.DictReader(open(runs / "results.csv")))
     assert [int(r["env_step"]) for r in rows] == [0, 400]
     assert {r["method"] for r in rows} == {"ft-qmix"} and {r["seed"] for r in rows} == {"3"}
@@ -361,7 +361,7 @@ def test_runs_list_and_report_treat_a_store_without_runs_alike(tmp_path, capsys,
 
 
 def test_default_evaluation_spacing_scales_with_the_budget():
-    from o2omarl.qmix.train import default_eval_interval
+    from o2omarl.protocol import default_eval_interval
 
     assert default_eval_interval(20_000) == 1000  # 21 evaluations, 3 in the first 2,000 steps
     assert default_eval_interval(100_000) == 5000

@@ -23,7 +23,7 @@ from o2omarl.errors import BenchError, UsageError, positive
 from o2omarl.qmix import QmixO2O
 from o2omarl.qmix.acting import greedy_episodes
 from o2omarl.qmix.checkpoint import Checkpoint
-from o2omarl.qmix.monitor import eval_seed
+from o2omarl.protocol import EVAL_EPISODES, eval_seed
 
 RENDER_FORMATS = (".gif", ".mp4")
 MAX_PARALLEL = 256  # episodes run at once; more are played in turn
@@ -126,7 +126,7 @@ def load_policy(path: Path, map_name: str | None = None,
     return policy, ckpt.method
 
 
-def evaluate_checkpoint(path, episodes: int = 32, seed: int = 0, map_name: str | None = None,
+def evaluate_checkpoint(path, episodes: int = EVAL_EPISODES, seed: int = 0, map_name: str | None = None,
                         render: Path | None = None, device: str = "cpu") -> Evaluation:
     """`bench eval`: greedy win rate, return and length over `episodes` battles, each with a
     95% interval; with `render`, also a replay of one battle (`render_replay`)."""

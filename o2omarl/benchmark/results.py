@@ -21,6 +21,7 @@ from pathlib import Path
 from o2omarl import atomic
 from o2omarl.errors import UsageError
 from o2omarl.locks import is_held
+from o2omarl.protocol import MIN_EVALUATIONS, final_rows
 
 # The columns of results.csv, in order; metric columns follow these.
 ID_COLUMNS = ("map", "backend", "dataset", "method", "seed", "budget", "pretrain_steps", "state")
@@ -137,7 +138,8 @@ def marl_eval_summary(runs: list[RunRecord]) -> dict:
 
     The task is the map and dataset (`2s3z/medium-v0`), so runs on different datasets are never
     pooled. Each step holds `step_count` and one-element metric lists, as marl-eval expects;
-    `absolute_metrics` holds the final win rate (mean of the last 3 evaluations) and return.
+    `absolute_metrics` holds the final win rate and return as the report computes them
+    (`protocol.final_rows`: the last 3 evaluations after step 0; null on a shorter run).
     Only finished runs are included.
     """
     out: dict = {}
@@ -149,10 +151,12 @@ def marl_eval_summary(runs: list[RunRecord]) -> dict:
                              "win_rate": [float(row["test_win_rate"])],
                              "return": [float(row["test_return"])]}
                for k, row in enumerate(r.rows)}
-        last = r.rows[-3:]
+        # the report's "final": never step 0 (the offline policy); null without enough
+        last = final_rows(r.rows)
+        enough = len(last) >= MIN_EVALUATIONS
         run["absolute_metrics"] = {
-            "win_rate": [sum(x["test_win_rate"] for x in last) / len(last)],
-            "return": [sum(x["test_return"] for x in last) / len(last)]}
+            k: [sum(x[key] for x in last) / len(last) if enough else None]
+            for k, key in (("win_rate", "test_win_rate"), ("return", "test_return"))}
         out.setdefault(r.backend, {}).setdefault(task, {}).setdefault(r.method, {})[
             f"seed_{r.seed}"] = run
     return out

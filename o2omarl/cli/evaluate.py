@@ -7,11 +7,12 @@ import json
 import click
 
 from o2omarl.cli import COUNT, cli
+from o2omarl.protocol import EVAL_EPISODES
 
 
 @cli.command("eval")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
-@click.option("--episodes", type=COUNT, default=32, show_default=True,
+@click.option("--episodes", type=COUNT, default=EVAL_EPISODES, show_default=True,
               help="Greedy battles to play (32 = a run's evaluation).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="The battles: those the evaluations of the run with this seed play.")

@@ -13,6 +13,7 @@ import numpy as np
 from o2omarl.envs.base import Obs, VecEnv
 from o2omarl.episodes import Policy
 from o2omarl.errors import one_of
+from o2omarl.protocol import stream
 
 BUILTIN_BEHAVIOURS = ("random", "heuristic")
 
@@ -59,7 +60,7 @@ class EpsilonMix:
 
     def __init__(self, policy: Policy, epsilon: float, seed: int):
         self.policy, self.epsilon = policy, epsilon
-        self.rng = np.random.default_rng([seed, 1])
+        self.rng = np.random.default_rng(stream(seed, "epsilon_mix"))
 
     def __call__(self, obs: Obs, first: np.ndarray) -> np.ndarray:
         actions = self.policy(obs, first)

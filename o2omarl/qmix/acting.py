@@ -13,6 +13,7 @@ import torch
 from o2omarl.episodes import Episode, Rollout
 from o2omarl.datasets.policies import uniform_available
 from o2omarl.envs.base import Obs, VecEnv
+from o2omarl.protocol import stream
 from o2omarl.qmix.learner import masked_q
 from o2omarl.qmix.networks import RNNAgent, build_inputs
 
@@ -67,7 +68,7 @@ class Actor:
         self.n_actions, self.device = n_actions, torch.device(device)
         self.h = torch.zeros(num_envs * n_agents, agent.hidden, device=self.device)
         self.prev = torch.full((num_envs, n_agents), -1, dtype=torch.long, device=self.device)
-        self.rng = np.random.default_rng([seed, 2])
+        self.rng = np.random.default_rng(stream(seed, "actor"))
         self.epsilon = 0.0
         self.explored = np.zeros((num_envs, n_agents), bool)  # last step's exploring agents
 

@@ -1,6 +1,6 @@
 """What the training loops (online and offline) watch and report: the window of metrics
-between two evaluations, the progress line, the evaluation seed, a non-finite loss (a stop) and
-values leaving the return scale (a warning)."""
+between two evaluations, the progress line, a non-finite loss (a stop), values leaving the
+return scale and uncalibrated values at the end of pretraining (warnings)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import numpy as np
 from o2omarl.envs.base import MAX_RETURN
 from o2omarl.errors import BenchError
 from o2omarl.progress import warn
+from o2omarl.protocol import CALIBRATED, calibrated, calibration
 
 
 # Where a loop writes its metrics rows. A log may also offer `scalars(step, metrics)`: the
@@ -114,35 +115,15 @@ def summary(row: dict) -> str:
     return text
 
 
-# Q_tot / earned outside this band at the end of pretraining hands the online phase values
-# that are off by a third or more (CFCQL at alpha 50 ended at ~2x on 2s3z medium).
-CALIBRATED = (0.75, 1.33)
-
-
-def calibration(row: dict) -> float:
-    """Q_tot of the data's actions / the discounted return those steps earned (NaN if the row
-    lacks either or nothing was earned)."""
-    q, earned = row.get("q_taken_mean"), row.get("return_to_go_mean")
-    if q is None or earned is None or abs(earned) < 1e-6:
-        return float("nan")
-    return q / earned
-
-
 def check_calibration(row: dict, label: str) -> None:
     """Warns, in one line, when pretraining ends with values off the return they estimate."""
     ratio = calibration(row)
-    lo, hi = CALIBRATED
-    if not math.isnan(ratio) and not lo <= ratio <= hi:
+    if not math.isnan(ratio) and not calibrated(ratio):
+        lo, hi = CALIBRATED
         warn(f"{label}: Q_tot of the data's actions is {ratio:.2f}x the return those episodes "
              f"earned ({row['q_taken_mean']:.2f} vs {row['return_to_go_mean']:.2f}) at the end "
              f"of pretraining, outside [{lo}, {hi}]: the online phase starts from miscalibrated "
              "values (README, 'Offline pretraining')")
-
-
-def eval_seed(seed: int) -> int:
-    """The battles every evaluation of a run plays (offline and online alike), so the same
-    weights evaluated twice on as many episodes give the same number."""
-    return seed + 1_000_003
 
 
 def check_finite(metrics: dict, where: str, kept: str) -> None:

@@ -13,8 +13,9 @@ from o2omarl.progress import Progress
 from o2omarl.qmix.acting import evaluate
 from o2omarl.qmix.buffer import Batch, ReplayBuffer
 from o2omarl.qmix.learner import Learner
+from o2omarl.protocol import EVAL_EPISODES, eval_seed, stream
 from o2omarl.qmix.monitor import (Divergence, Log, Window, check_calibration, check_finite,
-                                  eval_seed, points_every, summary)
+                                  points_every, summary)
 
 
 @dataclass
@@ -22,7 +23,7 @@ class PretrainConfig:
     steps: int = 5000  # offline updates
     batch_size: int = 32  # episodes per update
     eval_interval: int = 1000  # updates between evaluations in the env (0: only at the end)
-    eval_episodes: int = 32
+    eval_episodes: int = EVAL_EPISODES
 
 
 def pretrain(
@@ -34,7 +35,7 @@ def pretrain(
     eval_env: VecEnv | None = None,
 ) -> dict:
     """Offline training on dataset episodes (the learner carries the conservative loss term)."""
-    rng = np.random.default_rng([seed, 4])
+    rng = np.random.default_rng(stream(seed, "offline_batches"))
     window, row = Window(), {}
     bar = Progress("pretrain", cfg.steps, "updates")
     divergence = Divergence("pretrain")

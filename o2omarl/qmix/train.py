@@ -22,8 +22,8 @@ from o2omarl.progress import Progress
 from o2omarl.qmix.acting import Actor, ExplorationRule, Schedule, epsilon_greedy, evaluate
 from o2omarl.qmix.buffer import ReplayBuffer
 from o2omarl.qmix.learner import Learner, UpdateContext
-from o2omarl.qmix.monitor import (Divergence, Log, Window, check_finite, eval_seed,
-                                  points_every, summary)
+from o2omarl.protocol import EVAL_EPISODES, default_eval_interval, eval_seed, stream
+from o2omarl.qmix.monitor import Divergence, Log, Window, check_finite, points_every, summary
 from o2omarl.qmix.updates import UpdateSchedule, make_transport
 from o2omarl.qmix.updates import learner_mode as resolve_learner_mode
 
@@ -38,7 +38,7 @@ class OnlineConfig:
     # env steps between greedy evaluations; 0: min(10,000, budget / 20), so that every run has
     # >= 20 evaluations and >= 3 in the unlearning window (the first 10% of the budget)
     eval_interval: int = 0
-    eval_episodes: int = 32  # episodes per evaluation (run in parallel)
+    eval_episodes: int = EVAL_EPISODES  # episodes per evaluation (run in parallel)
 
 
 @dataclass
@@ -50,11 +50,6 @@ class Parts:
     offline_fraction: float = 0.0  # share of each batch drawn from the offline dataset
     # Extra schedule values to log at each evaluation: (env_step, budget) -> {name: value}.
     schedules: Callable[[int, int], dict] | None = None
-
-
-def default_eval_interval(budget: int) -> int:
-    """min(10,000, budget / 20): >= 20 evaluations per run, >= 3 in its first 10%."""
-    return max(1, min(10_000, budget // 20))
 
 
 class OnlineTraining:
@@ -86,7 +81,7 @@ class OnlineTraining:
         self.offline = offline
         mode = learner_mode or resolve_learner_mode(str(learner.device))
         self.learning = UpdateSchedule(make_transport(learner, self.buffer, mode))
-        self.rng = np.random.default_rng([seed, 3])
+        self.rng = np.random.default_rng(stream(seed, "online_batches"))
         self.n_off = round(cfg.batch_size * parts.offline_fraction) if offline is not None else 0
         self.window, self.pending, self.episodes = Window(), 0.0, 0
         self.next_eval, self.last_eval, self.row = 0, -1, {}

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-# A window metric needs at least this many evaluations in its window to be a number
-MIN_EVALUATIONS = 3
+from o2omarl.protocol import FINAL_EVALS, MIN_EVALUATIONS, UNLEARNING_WINDOW
 
 
 def run_metrics(rows: list[dict], budget: int, threshold: float = 0.8) -> dict:
@@ -39,7 +37,7 @@ def run_metrics(rows: list[dict], budget: int, threshold: float = 0.8) -> dict:
         "after_evals": int((steps > 0).sum()),
         "wr_min_early": win["min_early"],
         "unlearning_drop": win["drop"],
-        "early_evals": int((steps <= 0.1 * budget).sum()),
+        "early_evals": int((steps <= UNLEARNING_WINDOW * budget).sum()),
         "largest_fall": win["fall"],
         "largest_fall_step": win["fall_step"],
         "auc": win["auc"],
@@ -57,7 +55,7 @@ def run_metrics(rows: list[dict], budget: int, threshold: float = 0.8) -> dict:
 def _window_metrics(steps: np.ndarray, values: np.ndarray, budget: int) -> dict:
     """Start, final (mean of the last 3 evaluations after step 0), the minimum over the first
     10% of the budget and the drop to it from the start, and the AUC of one test series."""
-    early = values[steps <= 0.1 * budget]
+    early = values[steps <= UNLEARNING_WINDOW * budget]
     after = values[steps > 0]
     resolved_early = len(early) >= MIN_EVALUATIONS
     resolved = len(after) >= MIN_EVALUATIONS and not np.isnan(after).all()
@@ -65,7 +63,7 @@ def _window_metrics(steps: np.ndarray, values: np.ndarray, budget: int) -> dict:
     return {
         "start": float(values[0]),
         # never the step-0 (offline) evaluation
-        "final": float(after[-3:].mean()) if len(after) >= MIN_EVALUATIONS else np.nan,
+        "final": float(after[-FINAL_EVALS:].mean()) if len(after) >= MIN_EVALUATIONS else np.nan,
         "min_early": float(early.min()) if resolved_early else np.nan,
         # np.maximum, not max: a series without values stays NaN
         "drop": float(np.maximum(0.0, values[0] - early.min())) if resolved_early else np.nan,

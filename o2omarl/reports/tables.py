@@ -22,7 +22,7 @@ from o2omarl.benchmark.results import RunRecord
 from o2omarl.errors import BenchError
 from o2omarl.reports import stats
 from o2omarl.reports.cells import Cell, Task, by_task, display_name, method_rank
-from o2omarl.reports.metrics import MIN_EVALUATIONS
+from o2omarl.protocol import CALIBRATED, EVAL_EPISODES, MIN_EVALUATIONS, calibration
 from o2omarl.reports.stats import iqm
 
 # run_metrics key, column header, +1 if higher is better (-1 lower), decimals shown
@@ -389,8 +389,7 @@ def pretraining_table(cells: list[Cell]) -> Table:
             for u in updates:
                 at = [row for rs in by_seed.values() for row in rs if row["update"] == u]
                 mean = {k: float(np.mean([row.get(k, np.nan) for row in at])) for k in keys}
-                ratio = float(np.mean([row.get("q_taken_mean", np.nan)
-                                       / row.get("return_to_go_mean", np.nan) for row in at]))
+                ratio = float(np.mean([calibration(row) for row in at]))
                 rows.append([task.map, task.dataset, f"{task.pretrain_steps:,}", setting,
                              f"{u:,}", str(len(at)), _fmt(mean["test_win_rate"], 2),
                              _fmt(mean["test_return"], 2), _fmt(mean["q_taken_mean"], 2),
@@ -401,10 +400,10 @@ def pretraining_table(cells: list[Cell]) -> Table:
     fields = ["map", "dataset", "pretrain_steps", "offline_loss", "update", "seeds", *keys,
               "ratio"]
     caption = ("Offline pretraining at each of its evaluations, per task and conservative term: "
-               "greedy win rate and return (32 battles), Q_tot of the data's actions and the "
+               f"greedy win rate and return ({EVAL_EPISODES} battles by default), Q_tot of the data's actions and the "
                "discounted return those steps earned (means over the updates since the "
                "previous evaluation) and their ratio (calibrated: ~1; a warning outside "
-               "[0.75, 1.33] at the end), means over seeds.")
+               f"[{CALIBRATED[0]}, {CALIBRATED[1]}] at the end), means over seeds.")
     return Table("pretraining", caption, columns, fields, rows, data, group_columns=3)
 
 
