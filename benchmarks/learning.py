@@ -14,9 +14,9 @@ import argparse
 import json
 
 from o2omarl.benchmark.perf import PerfConfig, measure_dataset_io, measure_offline, measure_online
-from o2omarl.episodes import Rollout
 from o2omarl.datasets.policies import HeuristicPolicy
 from o2omarl.envs import env_info, make_env
+from o2omarl.episodes import Rollout
 
 
 def main() -> None:

@@ -18,8 +18,8 @@ import argparse
 import shlex
 import sys
 from dataclasses import replace
-from types import SimpleNamespace
 from pathlib import Path
+from types import SimpleNamespace
 
 from o2omarl.benchmark import plan
 from o2omarl.benchmark.executors import run_jobs
@@ -80,7 +80,8 @@ def main() -> None:
     lines = [f"# Offline phase screen on {args.map} {args.dataset} (issue 27, item 5)", "",
              f"Command: `python {' '.join(shlex.quote(a) for a in sys.argv)}`  ",
              f"Commit: {git_commit() or 'unknown'}", "",
-             f"Dataset `{dataset.dataset_id}` (mean return {dataset.stats.get('return_mean', float('nan')):.2f}). "
+             f"Dataset `{dataset.dataset_id}` (mean return "
+             f"{dataset.stats.get('return_mean', float('nan')):.2f}). "
              f"Up to {args.pretrain_steps:,} offline updates (batch 32 episodes), greedy "
              f"evaluation over 32 battles every {args.eval_every} updates, the same battles for "
              "every run. Q_tot and 'earned' (the discounted return-to-go of the sampled "

@@ -19,8 +19,8 @@ import torch
 
 from o2omarl.datasets import loader
 from o2omarl.envs import env_info
-from o2omarl.qmix.buffer import ReplayBuffer
 from o2omarl.qmix import conservative
+from o2omarl.qmix.buffer import ReplayBuffer
 from o2omarl.qmix.conservative import offline_loss
 from o2omarl.qmix.learner import Learner, LearnerConfig, mix_filled
 

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-
 from o2omarl.datasets import store
 
 # What `import jaxmarl` prints to stdout (checked below to still be what it prints).

@@ -19,19 +19,18 @@ import time
 from pathlib import Path
 
 import h5py
+import minari
 import numpy as np
 import pytest
-
-import minari
 from gymnasium.spaces import Box, MultiDiscrete
+from smax_helpers import FleePolicy, units
 
 from o2omarl import datasets
 from o2omarl.datasets import store
-from o2omarl.episodes import Rollout
 from o2omarl.datasets.policies import make_builtin
 from o2omarl.envs import MAX_RETURN, env_info, make_env
+from o2omarl.episodes import Rollout
 from o2omarl.errors import UsageError
-from smax_helpers import FleePolicy, units
 
 MAP, N = "3m", 16  # N as in `heuristic_3m`: one compiled shape for the whole session
 

@@ -199,9 +199,9 @@ def test_metadata_that_is_not_json(small, capsys, name):
 def _write_dataset(tier: str, edit) -> str:
     """A dataset whose episodes were edited before writing (so its checksums are valid)."""
     info = env_info(MAP)
-    from o2omarl.episodes import Rollout
     from o2omarl.datasets.policies import make_builtin
     from o2omarl.envs import make_env
+    from o2omarl.episodes import Rollout
 
     env = make_env(MAP, N)
     eps = Rollout(env, make_builtin("random", env, 0), 0).collect(8)

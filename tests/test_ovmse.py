@@ -22,7 +22,7 @@ from o2omarl.ovmse import (
     se_centralized,
     se_decentralized,
 )
-from o2omarl.qmix import ReplayBuffer, Learner, UpdateContext, epsilon_greedy
+from o2omarl.qmix import Learner, ReplayBuffer, UpdateContext, epsilon_greedy
 
 TINY = dict(hidden=16, mixer_embed=8, hypernet_hidden=16)
 

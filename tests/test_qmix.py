@@ -20,24 +20,24 @@ from o2omarl.cli import main
 from o2omarl.datasets import Rollout
 from o2omarl.datasets.policies import RandomPolicy
 from o2omarl.envs import EnvInfo, Obs, env_info, make_env
+from o2omarl.ovmse import Ovmse
 from o2omarl.qmix import (
     Actor,
     Batch,
     ConservativeLoss,
     CounterfactualConservativeLoss,
     Diverged,
-    ReplayBuffer,
     Learner,
     LearnerConfig,
     OnlineConfig,
     Parts,
+    ReplayBuffer,
     evaluate,
 )
-from o2omarl.qmix.networks import RNNAgent, agent_input_dim, build_inputs
-from o2omarl.ovmse import Ovmse
 from o2omarl.qmix.conservative import agent_weights
 from o2omarl.qmix.learner import discounted_return_to_go, overlap_target_unroll
 from o2omarl.qmix.monitor import Divergence
+from o2omarl.qmix.networks import RNNAgent, agent_input_dim, build_inputs
 from o2omarl.qmix.train import OnlineTraining
 
 TINY = dict(hidden=16, mixer_embed=8, hypernet_hidden=16)
@@ -705,7 +705,8 @@ def test_a_killed_learner_process_stops_training_with_one_line(info3m, env4, env
     training.run(should_stop=lambda: learner.updates >= 3)
     assert learner.updates >= 3 and not training.finished
     training.learning.transport._proc.kill()
-    training.learning.transport._proc.join()  # dead before the next submission: the send must fail cleanly
+    # dead before the next submission: the send must fail cleanly
+    training.learning.transport._proc.join()
     with pytest.raises(BenchError, match=r"^the learner process died \(exit code -9\); the "
                                          r"last good checkpoint is kept$"):
         training.run()

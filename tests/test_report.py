@@ -22,12 +22,18 @@ import pytest
 
 from o2omarl.benchmark.results import scan
 from o2omarl.cli import main
-from o2omarl.reports import build_report, stats
+from o2omarl.reports import build_report, stats, tables
 from o2omarl.reports.cells import Cell, Task, by_task, group
-from o2omarl.reports.figures import (Band, ablation_bands, curve_bands, curve_figure,
-                                     grid_figure, method_styles, panel_titles)
+from o2omarl.reports.figures import (
+    Band,
+    ablation_bands,
+    curve_bands,
+    curve_figure,
+    grid_figure,
+    method_styles,
+    panel_titles,
+)
 from o2omarl.reports.metrics import run_metrics
-from o2omarl.reports import tables
 from o2omarl.reports.tables import improvement_table
 
 ROOT = Path(__file__).resolve().parents[1]

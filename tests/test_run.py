@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from o2omarl.benchmark.results import read_jsonl
-from o2omarl.locks import file_lock
 from o2omarl.cli import main
+from o2omarl.locks import file_lock
 from o2omarl.qmix import load_checkpoint
 
 STEPS, INTERVAL, NUM_ENVS, PRETRAIN = 2600, 1000, 4, 60

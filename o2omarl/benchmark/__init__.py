@@ -31,8 +31,7 @@ def run_sweep(sweep, say=print) -> list[dict]:
     from o2omarl.benchmark.sweep import plan_sweep
 
     jobs = plan_sweep(sweep, say)  # first: its cheap checks answer before torch is loaded
-    from o2omarl.benchmark.executors import (JobResult, check_executor, default_workers,
-                                             run_jobs)
+    from o2omarl.benchmark.executors import JobResult, check_executor, default_workers, run_jobs
     from o2omarl.benchmark.rundir import check_run_dirs, read_state
     from o2omarl.benchmark.runner import run_job
 

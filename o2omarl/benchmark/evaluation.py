@@ -20,10 +20,10 @@ from o2omarl import atomic
 from o2omarl.envs import env_info, make_env
 from o2omarl.envs.smax import split_step_key
 from o2omarl.errors import BenchError, UsageError, positive
+from o2omarl.protocol import EVAL_EPISODES, eval_seed
 from o2omarl.qmix import QmixO2O
 from o2omarl.qmix.acting import greedy_episodes
 from o2omarl.qmix.checkpoint import Checkpoint
-from o2omarl.protocol import EVAL_EPISODES, eval_seed
 
 RENDER_FORMATS = (".gif", ".mp4")
 MAX_PARALLEL = 256  # episodes run at once; more are played in turn
@@ -126,8 +126,9 @@ def load_policy(path: Path, map_name: str | None = None,
     return policy, ckpt.method
 
 
-def evaluate_checkpoint(path, episodes: int = EVAL_EPISODES, seed: int = 0, map_name: str | None = None,
-                        render: Path | None = None, device: str = "cpu") -> Evaluation:
+def evaluate_checkpoint(path, episodes: int = EVAL_EPISODES, seed: int = 0,
+                        map_name: str | None = None, render: Path | None = None,
+                        device: str = "cpu") -> Evaluation:
     """`bench eval`: greedy win rate, return and length over `episodes` battles, each with a
     95% interval; with `render`, also a replay of one battle (`render_replay`)."""
     path = Path(path)

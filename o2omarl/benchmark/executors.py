@@ -14,8 +14,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from o2omarl import progress
-from o2omarl.benchmark.results import write_summaries
 from o2omarl.benchmark.jobs import JobSpec
+from o2omarl.benchmark.results import write_summaries
 from o2omarl.benchmark.runner import StopFlag, run_job
 from o2omarl.errors import BenchError, Interrupted, UsageError
 

@@ -35,10 +35,19 @@ from o2omarl.benchmark.jobs import JobSpec, make_method, plan
 from o2omarl.benchmark.pretrained import load_or_pretrain, reads_dataset
 from o2omarl.benchmark.results import read_jsonl
 from o2omarl.benchmark.resume import ReplayLog, load_resume
-from o2omarl.benchmark.rundir import (JsonLines, RunLog, TensorBoardLog, check_run_dirs,
-                                      check_same, job_config, read_state,
-                                      remove_event_files, truncate_events, truncate_metrics,
-                                      write_status)
+from o2omarl.benchmark.rundir import (
+    JsonLines,
+    RunLog,
+    TensorBoardLog,
+    check_run_dirs,
+    check_same,
+    job_config,
+    read_state,
+    remove_event_files,
+    truncate_events,
+    truncate_metrics,
+    write_status,
+)
 from o2omarl.datasets.store import git_commit
 from o2omarl.envs import make_env
 from o2omarl.errors import BenchError, Interrupted

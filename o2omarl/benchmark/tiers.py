@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from o2omarl import datasets
-from o2omarl.baselines import Qmix
 from o2omarl.atomic import write_json
-from o2omarl.benchmark.results import read_jsonl
+from o2omarl.baselines import Qmix
 from o2omarl.benchmark.jobs import JobSpec
+from o2omarl.benchmark.results import read_jsonl
 from o2omarl.benchmark.rundir import JsonLines
 from o2omarl.benchmark.runner import run_job
 from o2omarl.datasets import Rollout, store

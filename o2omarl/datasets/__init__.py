@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 from o2omarl import interrupts
 from o2omarl.datasets import store
-from o2omarl.episodes import Episode, Rollout
 from o2omarl.datasets.loader import EpisodeArrays, check_fits, load, verify
 from o2omarl.datasets.policies import BUILTIN_BEHAVIOURS, EpsilonMix, Policy, make_builtin
 from o2omarl.datasets.store import DatasetRecord, resolve
 from o2omarl.envs import DEFAULT_BACKEND, env_info, make_env
+from o2omarl.episodes import Episode, Rollout
 from o2omarl.errors import Interrupted, UsageError, one_of, positive
 from o2omarl.progress import Progress
 

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from o2omarl.datasets.reference import reference_scores
-from o2omarl.episodes import FIELDS, MINARI_KEYS, Episode
 from o2omarl.envs.base import EnvInfo
+from o2omarl.episodes import FIELDS, MINARI_KEYS, Episode
 from o2omarl.errors import BenchError, UsageError, did_you_mean
 from o2omarl.locks import file_lock
 

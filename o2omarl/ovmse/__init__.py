@@ -24,9 +24,9 @@ import torch
 
 from o2omarl.datasets.policies import uniform_available
 from o2omarl.qmix import Parts, QmixConfig, QmixO2O, Schedule, UpdateContext
+from o2omarl.qmix.algorithm import PROBABILITY
 from o2omarl.qmix.buffer import Batch
 from o2omarl.qmix.learner import mix_filled
-from o2omarl.qmix.algorithm import PROBABILITY
 
 LAMBDA_SCHEDULES = Schedule.KINDS
 SE_MODES = ("decentralized", "centralized")

@@ -26,7 +26,6 @@ from o2omarl.qmix.monitor import Log
 from o2omarl.qmix.pretrain import PretrainConfig, pretrain
 from o2omarl.qmix.train import OnlineConfig, OnlineTraining, Parts
 
-
 # (what is accepted, test) for the numeric ranges of config fields
 POSITIVE = ("a number > 0", lambda v: v > 0)
 NON_NEGATIVE = ("a number >= 0", lambda v: v >= 0)

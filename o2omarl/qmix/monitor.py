@@ -15,7 +15,6 @@ from o2omarl.errors import BenchError
 from o2omarl.progress import warn
 from o2omarl.protocol import CALIBRATED, calibrated, calibration
 
-
 # Where a loop writes its metrics rows. A log may also offer `scalars(step, metrics)`: the
 # loop then hands it the training metrics between two rows as well, at a finer grain
 # (`Window.tail`), for TensorBoard (`benchmark.rundir.TensorBoardLog`).

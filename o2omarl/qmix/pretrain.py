@@ -6,16 +6,24 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+
 import numpy as np
 
 from o2omarl.envs.base import VecEnv
 from o2omarl.progress import Progress
+from o2omarl.protocol import EVAL_EPISODES, eval_seed, stream
 from o2omarl.qmix.acting import evaluate
 from o2omarl.qmix.buffer import Batch, ReplayBuffer
 from o2omarl.qmix.learner import Learner
-from o2omarl.protocol import EVAL_EPISODES, eval_seed, stream
-from o2omarl.qmix.monitor import (Divergence, Log, Window, check_calibration, check_finite,
-                                  points_every, summary)
+from o2omarl.qmix.monitor import (
+    Divergence,
+    Log,
+    Window,
+    check_calibration,
+    check_finite,
+    points_every,
+    summary,
+)
 
 
 @dataclass

@@ -3,8 +3,8 @@
 Online: vectorized collection -> replay buffer -> updates (a configurable number per collected
 episode; run here or in a learner process, on the schedule of `updates.py`) -> greedy
 evaluation every `eval_interval` env steps (default: scaled to the budget) and at step 0, one
-metrics row per evaluation. Methods differ only by the parts they pass in (`Parts`, and the learner's target
-rule and loss terms); there is no second copy of this loop.
+metrics row per evaluation. Methods differ only by the parts they pass in (`Parts`, and the
+learner's target rule and loss terms); there is no second copy of this loop.
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ import numpy as np
 from o2omarl.envs.base import VecEnv
 from o2omarl.episodes import Rollout
 from o2omarl.progress import Progress
+from o2omarl.protocol import EVAL_EPISODES, default_eval_interval, eval_seed, stream
 from o2omarl.qmix.acting import Actor, ExplorationRule, Schedule, epsilon_greedy, evaluate
 from o2omarl.qmix.buffer import ReplayBuffer
 from o2omarl.qmix.learner import Learner, UpdateContext
-from o2omarl.protocol import EVAL_EPISODES, default_eval_interval, eval_seed, stream
 from o2omarl.qmix.monitor import Divergence, Log, Window, check_finite, points_every, summary
 from o2omarl.qmix.updates import UpdateSchedule, make_transport
 from o2omarl.qmix.updates import learner_mode as resolve_learner_mode
+
 
 @dataclass
 class OnlineConfig:

@@ -315,7 +315,7 @@ tr.group td {{ background: #fafafa; font-style: italic; }}
 figure {{ display: inline-block; margin: 0.5em; vertical-align: top; max-width: {HALF_WIDTH_PX}px; }}
 figure.full {{ display: block; max-width: 100%; }}
 figcaption, .caption {{ font-size: 0.9em; color: #333; }}
-img {{ max-width: 100%; }}"""
+img {{ max-width: 100%; }}"""  # noqa: E501 (CSS rules read best one per line)
 
 
 def _index_html(sections: list[_Section], intro: str, formats: list[str]) -> str:

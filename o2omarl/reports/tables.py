@@ -20,9 +20,9 @@ import numpy as np
 
 from o2omarl.benchmark.results import RunRecord
 from o2omarl.errors import BenchError
+from o2omarl.protocol import CALIBRATED, EVAL_EPISODES, MIN_EVALUATIONS, calibration
 from o2omarl.reports import stats
 from o2omarl.reports.cells import Cell, Task, by_task, display_name, method_rank
-from o2omarl.protocol import CALIBRATED, EVAL_EPISODES, MIN_EVALUATIONS, calibration
 from o2omarl.reports.stats import iqm
 
 # run_metrics key, column header, +1 if higher is better (-1 lower), decimals shown
@@ -400,7 +400,8 @@ def pretraining_table(cells: list[Cell]) -> Table:
     fields = ["map", "dataset", "pretrain_steps", "offline_loss", "update", "seeds", *keys,
               "ratio"]
     caption = ("Offline pretraining at each of its evaluations, per task and conservative term: "
-               f"greedy win rate and return ({EVAL_EPISODES} battles by default), Q_tot of the data's actions and the "
+               f"greedy win rate and return ({EVAL_EPISODES} battles by default), Q_tot of the "
+               "data's actions and the "
                "discounted return those steps earned (means over the updates since the "
                "previous evaluation) and their ratio (calibrated: ~1; a warning outside "
                f"[{CALIBRATED[0]}, {CALIBRATED[1]}] at the end), means over seeds.")
