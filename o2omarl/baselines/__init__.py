@@ -16,6 +16,7 @@ from typing import ClassVar
 from o2omarl.qmix import QmixConfig, QmixO2O
 from o2omarl.qmix.algorithm import NON_NEGATIVE, PROBABILITY
 from o2omarl.qmix.conservative import offline_loss
+from o2omarl.settings import setting
 
 
 @dataclass
@@ -41,7 +42,8 @@ class FtQmix(QmixO2O):
 class CqlFtConfig(QmixConfig):
     # The kept term is pretraining's own (`offline_loss`, cfcql by default), its weight scaled
     # by this: 1.0 keeps it as it was offline, 0 turns cql-ft into ft-qmix.
-    online_alpha_scale: float = 1.0
+    online_alpha_scale: float = setting(1.0, "the weight of pretraining's conservative term "
+                                             "kept online, relative to its offline weight")
 
     RANGES: ClassVar[dict] = {**QmixConfig.RANGES, "online_alpha_scale": NON_NEGATIVE}
 
@@ -61,7 +63,8 @@ class CqlFt(QmixO2O):
 @dataclass
 class HybridConfig(QmixConfig):
     init: str = "random"
-    offline_fraction: float = 0.5  # share of every batch drawn from the offline dataset
+    offline_fraction: float = setting(0.5, "share of every batch drawn from the offline "
+                                           "dataset")
 
     RANGES: ClassVar[dict] = {**QmixConfig.RANGES, "offline_fraction": PROBABILITY}
 

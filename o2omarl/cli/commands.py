@@ -1,4 +1,4 @@
-"""`bench collect`, `run`, `runs list`, `report`, `perf` and `maps`."""
+"""`bench collect`, `run`, `settings`, `runs list`, `report`, `perf` and `maps`."""
 
 from __future__ import annotations
 
@@ -160,6 +160,39 @@ def run(ctx, methods, config, label, map_name, dataset, seed, seeds, seed_offset
     click.echo(_table(rows, ["method", "map", "dataset", "seed", "state", "win rate",
                              "return", "run dir"]))
     check_failed(rows)
+
+
+@cli.command()
+@click.argument("method", required=False, shell_complete=complete_methods)
+@click.option("--json", "as_json", is_flag=True, help="One JSON list (scripts).")
+def settings(method, as_json):
+    """Every `--set KEY=VALUE` key of a method: default, accepted values, meaning.
+
+    Without METHOD: every key of every method, with the methods whose default differs (the
+    README's settings table is this output).
+
+    \b
+    Examples: bench settings ovmse
+              bench settings --json | jq '.[] | select(.key == "lr")'
+    """
+    from o2omarl.benchmark.jobs import check_methods
+    from o2omarl.settings import describe, settings_table, shown
+
+    if method is None:
+        from o2omarl.benchmark.registry import METHODS
+
+        if as_json:
+            click.echo(json.dumps({m: describe(cls.Config) for m, cls in METHODS.items()}))
+        else:
+            click.echo(settings_table({m: cls.Config for m, cls in METHODS.items()}))
+        return
+    (cls,) = check_methods([method])
+    rows = describe(cls.Config)
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    click.echo(_table([{**r, "default": shown(r["default"])} for r in rows],
+                      ["key", "default", "accepted", "help"]))
 
 
 @cli.group()

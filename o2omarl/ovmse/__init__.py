@@ -27,6 +27,7 @@ from o2omarl.qmix import Parts, QmixConfig, QmixO2O, Schedule, UpdateContext
 from o2omarl.qmix.algorithm import PROBABILITY
 from o2omarl.qmix.buffer import Batch
 from o2omarl.qmix.learner import mix_filled
+from o2omarl.settings import setting
 
 LAMBDA_SCHEDULES = Schedule.KINDS
 SE_MODES = ("decentralized", "centralized")
@@ -101,12 +102,14 @@ def se_centralized(greedy, avail, epsilon, rng):
 class OvmseConfig(QmixConfig):
     eps_start: float = 0.2  # O2O default: the pre-trained policy is already good
     eps_end: float = 0.05
-    lambda_0: float = 1.0  # memory weight at the start of fine-tuning
-    memory_horizon: float = 0.2  # fraction of the online budget over which lambda reaches 0
-    lambda_schedule: str = "linear"  # linear | exponential | constant
-    se_mode: str = "decentralized"  # decentralized (eps/n per agent) | centralized (one agent)
-    use_ovm: bool = True
-    use_se: bool = True
+    lambda_0: float = setting(1.0, "memory weight at the start of fine-tuning")
+    memory_horizon: float = setting(0.2, "fraction of the online budget over which lambda "
+                                         "reaches 0")
+    lambda_schedule: str = setting("linear", "how lambda falls to 0 over the horizon")
+    se_mode: str = setting("decentralized", "decentralized: each agent explores with eps/n; "
+                                            "centralized: one agent with eps")
+    use_ovm: bool = setting(True, "the offline value memory in the target (needs init=offline)")
+    use_se: bool = setting(True, "sequential exploration (else per-agent epsilon-greedy)")
 
     CHOICES: ClassVar[dict] = {**QmixConfig.CHOICES, "lambda_schedule": LAMBDA_SCHEDULES,
                                "se_mode": SE_MODES}

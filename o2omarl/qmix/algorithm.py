@@ -25,6 +25,7 @@ from o2omarl.qmix.learner import Learner, LearnerConfig
 from o2omarl.qmix.monitor import Log
 from o2omarl.qmix.pretrain import PretrainConfig, pretrain
 from o2omarl.qmix.train import OnlineConfig, OnlineTraining, Parts
+from o2omarl.settings import setting
 
 # (what is accepted, test) for the numeric ranges of config fields
 POSITIVE = ("a number > 0", lambda v: v > 0)
@@ -37,22 +38,26 @@ DISCOUNT = ("a number in (0, 1]", lambda v: 0 < v <= 1)
 class QmixConfig(LearnerConfig, OnlineConfig):
     """Settings shared by every method (learner, online loop, offline pretraining)."""
 
-    init: str = "offline"  # "offline": start from pretrained weights; "random": from scratch
-    eps_start: float = 1.0  # epsilon at the first online step
-    eps_end: float = 0.05  # epsilon after `eps_anneal_steps`
-    eps_anneal_steps: int = 50_000  # env steps of linear epsilon annealing
-    pretrain_steps: int = 5000  # offline updates (when init == "offline" or data is used)
-    pretrain_batch_size: int = 32  # episodes per offline update
+    init: str = setting("offline", "offline: start from pretrained weights; random: from "
+                                   "scratch")
+    eps_start: float = setting(1.0, "epsilon at the first online step")
+    eps_end: float = setting(0.05, "epsilon after eps_anneal_steps")
+    eps_anneal_steps: int = setting(50_000, "env steps of linear epsilon annealing")
+    pretrain_steps: int = setting(5000, "offline updates (--pretrain-steps; cached per dataset, "
+                                        "settings and seed)")
+    pretrain_batch_size: int = setting(32, "episodes per offline update")
     # The conservative term of offline pretraining (README, "Offline pretraining"): cql (per
     # agent, weight cql_alpha) or cfcql (counterfactual on Q_tot, weight cfcql_alpha; agents
     # weighted by a softmax at cfcql_temperature, 0: equally). CFCQL's defaults are its authors'
     # most common SMAC setting (alpha 50, temperature 0.5). cfcql is the default: on 2s3z's
     # medium tier it pretrained the better greedy policy (docs/results/offline_losses_2s3z.md).
-    offline_loss: str = "cfcql"
-    cql_alpha: float = 5.0
-    cfcql_alpha: float = 50.0
-    cfcql_temperature: float = 0.5
-    pretrain_eval_interval: int = 1000  # offline updates between evaluations
+    offline_loss: str = setting("cfcql", "conservative term of offline pretraining")
+    cql_alpha: float = setting(5.0, "per-agent CQL weight (offline_loss=cql)")
+    cfcql_alpha: float = setting(50.0, "CFCQL weight (offline_loss=cfcql)")
+    cfcql_temperature: float = setting(0.5, "CFCQL's agent-weighting softmax temperature; 0: "
+                                            "equal weights")
+    pretrain_eval_interval: int = setting(1000, "offline updates between greedy evaluations; "
+                                                "0: only at the end")
 
     def pretrain_config(self) -> PretrainConfig:
         return PretrainConfig(steps=self.pretrain_steps, batch_size=self.pretrain_batch_size,

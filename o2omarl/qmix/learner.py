@@ -19,6 +19,7 @@ from o2omarl.devices import limit_torch_threads
 from o2omarl.envs.base import EnvInfo
 from o2omarl.qmix.buffer import Batch
 from o2omarl.qmix.networks import RNNAgent, agent_input_dim, make_mixer
+from o2omarl.settings import setting
 
 NEG_INF = -1e9  # masked Q-values: finite so that 0 * NEG_INF stays 0 in reductions
 
@@ -28,20 +29,20 @@ class LearnerConfig:
     """The one shared learner config of the behaviour QMIX and every compared method, chosen
     by measurement on 3m and 2s3z (docs/results/learning.md); no per-map tuning."""
 
-    hidden: int = 64  # GRU hidden units of the shared agent
-    mixer: str = "qmix"  # qmix (monotone hypernetwork mixer) or vdn (sum)
-    mixer_embed: int = 32  # QMIX mixing embedding
-    hypernet_hidden: int = 64  # hidden units of the QMIX hypernetworks
-    # Adam learning rate (PyMARL2's): against 5e-4, 3m reached 0.9 greedy wins on 3/3 seeds
-    # within 300k env steps (1/3 before) and 2s3z 0.8 sooner (docs/results/learning.md).
-    lr: float = 1e-3
-    gamma: float = 0.99
-    grad_clip: float = 10.0  # max gradient norm
-    target_update_interval: int = 100  # updates between hard copies into the target networks
-    double_q: bool = True
-    # TD(lambda) over target-network values (PyMARL2's 0.6); 0: one-step targets. On 2s3z,
-    # one-step targets learned, then lost it (greedy wins 0.59 at 110k steps, 0.00 at 290k).
-    td_lambda: float = 0.6
+    hidden: int = setting(64, "GRU hidden units of the shared agent")
+    mixer: str = setting("qmix", "the mixer: qmix (monotone hypernetwork) or vdn (a sum)")
+    mixer_embed: int = setting(32, "QMIX mixing embedding")
+    hypernet_hidden: int = setting(64, "hidden units of the QMIX hypernetworks")
+    # PyMARL2's: against 5e-4, 3m reached 0.9 greedy wins on 3/3 seeds within 300k env steps
+    # (1/3 before) and 2s3z 0.8 sooner (docs/results/learning.md).
+    lr: float = setting(1e-3, "Adam learning rate")
+    gamma: float = setting(0.99, "discount")
+    grad_clip: float = setting(10.0, "max gradient norm")
+    target_update_interval: int = setting(100, "updates between target-network copies")
+    double_q: bool = setting(True, "double-Q targets (the online net picks, the target rates)")
+    # PyMARL2's 0.6. On 2s3z, one-step targets learned, then lost it (greedy wins 0.59 at 110k
+    # steps, 0.00 at 290k).
+    td_lambda: float = setting(0.6, "TD(lambda) over target-network values; 0: one-step")
 
 
 @dataclass

@@ -26,20 +26,21 @@ from o2omarl.qmix.learner import Learner, UpdateContext
 from o2omarl.qmix.monitor import Divergence, Log, Window, check_finite, points_every, summary
 from o2omarl.qmix.updates import UpdateSchedule, make_transport
 from o2omarl.qmix.updates import learner_mode as resolve_learner_mode
+from o2omarl.settings import setting
 
 
 @dataclass
 class OnlineConfig:
-    num_envs: int = 8  # parallel training envs
-    batch_size: int = 32  # episodes per update
-    buffer_episodes: int = 5000  # replay capacity in episodes
-    # learner updates per collected episode: 0.5 x batch 32 = each episode replayed ~16 times,
-    # as PyMARL2's batch 128 every 8 episodes (0.25 learned 2s3z about half as fast per step)
-    updates_per_episode: float = 0.5
-    # env steps between greedy evaluations; 0: min(10,000, budget / 20), so that every run has
-    # >= 20 evaluations and >= 3 in the unlearning window (the first 10% of the budget)
-    eval_interval: int = 0
-    eval_episodes: int = EVAL_EPISODES  # episodes per evaluation (run in parallel)
+    num_envs: int = setting(8, "parallel training envs")
+    batch_size: int = setting(32, "episodes per update")
+    buffer_episodes: int = setting(5000, "replay capacity in episodes")
+    # 0.5 x batch 32 = each episode replayed ~16 times, as PyMARL2's batch 128 every 8 episodes
+    # (0.25 learned 2s3z about half as fast per step)
+    updates_per_episode: float = setting(0.5, "learner updates per collected episode")
+    # 0: so that every run has >= 20 evaluations and >= 3 in the unlearning window
+    eval_interval: int = setting(0, "env steps between greedy evaluations (the same battles "
+                                    "every time); 0: min(10,000, budget / 20)")
+    eval_episodes: int = setting(EVAL_EPISODES, "battles per evaluation (run in parallel)")
 
 
 @dataclass
