@@ -11,10 +11,10 @@ from pathlib import Path
 
 import click
 import pytest
-from test_errors import bench
 
 from o2omarl import datasets
 from o2omarl.cli import COUNT
+from test_errors import bench
 
 
 @pytest.mark.parametrize("text, value", [("100000", 100_000), ("100_000", 100_000),

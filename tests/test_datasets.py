@@ -23,7 +23,6 @@ import minari
 import numpy as np
 import pytest
 from gymnasium.spaces import Box, MultiDiscrete
-from smax_helpers import FleePolicy, units
 
 from o2omarl import datasets
 from o2omarl.datasets import store
@@ -31,6 +30,7 @@ from o2omarl.datasets.policies import make_builtin
 from o2omarl.envs import MAX_RETURN, env_info, make_env
 from o2omarl.episodes import Rollout
 from o2omarl.errors import UsageError
+from smax_helpers import FleePolicy, units
 
 MAP, N = "3m", 16  # N as in `heuristic_3m`: one compiled shape for the whole session
 

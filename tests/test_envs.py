@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from smax_helpers import MAP_SIZE, STOP, FleePolicy, StopPolicy, side_alive, units
 
 from o2omarl.envs import MAX_RETURN, env_info, list_maps, make_env
 from o2omarl.envs.smax import SmaxVecEnv
 from o2omarl.errors import UsageError
+from smax_helpers import MAP_SIZE, STOP, FleePolicy, StopPolicy, side_alive, units
 
 MAP = "3m"
 N = 16  # the same num_envs as the session fixture `heuristic_3m`: one compiled shape

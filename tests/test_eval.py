@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageChops
-from test_errors import bench
 
 from o2omarl.benchmark.evaluation import BattleRecorder, ffmpeg_binary, load_policy
 from o2omarl.benchmark.jobs import plan
@@ -21,6 +20,7 @@ from o2omarl.benchmark.results import read_jsonl
 from o2omarl.benchmark.runner import run_job
 from o2omarl.envs import make_env
 from o2omarl.qmix.acting import greedy_episodes
+from test_errors import bench
 
 EVAL_EPISODES = 8
 

@@ -21,14 +21,14 @@ import h5py
 import minari
 import numpy as np
 import pytest
-from test_cli_datasets import assert_clean, one_error_line
-from test_cli_datasets import bench as bench_process
-from test_errors import bench, leftovers, one_line
 
 from o2omarl import datasets
 from o2omarl.datasets import exchange, store
 from o2omarl.datasets.reference import RANDOM_RETURN, measure_random_return
 from o2omarl.envs import MAX_RETURN, env_info, list_maps
+from test_cli_datasets import assert_clean, one_error_line
+from test_cli_datasets import bench as bench_process
+from test_errors import bench, leftovers, one_line
 
 MAP = "3m"
 

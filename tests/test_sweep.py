@@ -8,12 +8,12 @@ import json
 from pathlib import Path
 
 import pytest
-from test_envs import SIMULATOR, bench_in_fresh_python
-from test_errors import bench
 
 import o2omarl.benchmark
 from o2omarl.benchmark import plan
 from o2omarl.benchmark.sweep import plan_sweep
+from test_envs import SIMULATOR, bench_in_fresh_python
+from test_errors import bench
 
 PAPER = Path(__file__).parents[1] / "benchmarks" / "paper.yaml"
 TINY = ["--set", "hidden=16", "--set", "num_envs=4", "--set", "eval_episodes=4"]
