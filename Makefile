@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test quick lint bench clean
 
 install: $(STAMP)
 
@@ -26,8 +26,17 @@ demo: install
 	$(BIN)/bench runs list
 	$(BIN)/bench report
 
-test: install
+# The whole suite (CI runs this), after the linter.
+test: install lint
 	$(BIN)/python -m pytest -q
+
+# The fast specification tests only (no multi-minute kill/resume or learning runs): the loop
+# while editing. `make test` before committing.
+quick: install lint
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: install
+	$(BIN)/ruff check o2omarl tests benchmarks
 
 bench: install
 	$(BIN)/bench perf --map 2s3z

@@ -69,6 +69,24 @@ def test_non_positive_counts(small, tmp_path, capsys, extra, named):
     assert not runs.exists()
 
 
+
+@pytest.mark.parametrize("method", ["ovmse", "ovm"])
+def test_the_memory_without_offline_weights_is_refused(small, tmp_path, capsys, method):
+    """`--set init=random` once made OVM a silent no-op (nothing to freeze, so the memory never
+    took part); SE has no memory and trains from scratch as asked."""
+    runs = tmp_path / "runs"
+    argv = run_argv(small.dataset_id, runs, "--set", "init=random")
+    argv[1] = method
+    code, _, err = bench(argv, capsys)
+    assert code == 2 and "use_ovm=true needs offline weights (init=offline), not " \
+        "init=random" in one_line(err), err
+    assert not runs.exists()
+    from o2omarl.benchmark import plan
+
+    (job,) = plan(["se"], MAP, small.dataset_id, [0], 200, overrides={"init": "random"})
+    assert (job.config.init, job.config.use_ovm) == ("random", False)
+
+
 @pytest.mark.parametrize("typo, named", [
     (["run", "ovmes"], "unknown method 'ovmes' (did you mean 'ovmse'?); accepted:"),
     (["run", "ft-qmix", "--set", "hiden=8"], "unknown setting 'hiden' (did you mean 'hidden'?)"),

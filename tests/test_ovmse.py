@@ -112,7 +112,7 @@ def test_frozen_memory_stays_bit_identical_and_gets_no_gradient(info3m, store3m,
     ctx = UpdateContext(env_step=0, budget=100_000)  # lambda = 1: the memory is used
     for _ in range(110):  # crosses a target-network sync (every 100 updates)
         m = learner.update(store3m.sample(16, rng), ctx)
-        assert m["ovm_lambda"] == 1.0 and "q_off_mean" in m
+        assert mem.lam(0, 100_000) == 1.0 and "q_off_mean" in m  # the memory was read
     assert learner.updates == 110
     for name, p in _params(mem.agent, mem.mixer):
         assert torch.equal(p, frozen[name]), name
@@ -143,7 +143,7 @@ def test_ovm_target_rule_lifts_to_the_offline_value(info3m, store3m, pretrained)
     assert not torch.allclose(q_off[mask], q_on[mask])
 
     y, m = mem(learner, batch, y_td, UpdateContext(env_step=0, budget=100_000))  # lambda 1
-    assert m["ovm_lambda"] == 1.0
+    assert mem.lam(0, 100_000) == 1.0
     assert (y[mask] >= q_off[mask] - 1e-5).all() and (y[mask] >= y_td[mask]).all()
     assert torch.allclose(y[mask], torch.maximum(y_td, q_off)[mask], atol=1e-5)
     measured = ((q_off > y_td) & mask).sum().item() / mask.sum().item()
@@ -153,12 +153,14 @@ def test_ovm_target_rule_lifts_to_the_offline_value(info3m, store3m, pretrained)
 
     # Half-way through the horizon (20% of 100k): lambda 0.5.
     y_half, m_half = mem(learner, batch, y_td, UpdateContext(env_step=10_000, budget=100_000))
-    assert m_half["ovm_lambda"] == pytest.approx(0.5)
+    assert mem.lam(10_000, 100_000) == pytest.approx(0.5)
     assert torch.allclose(y_half[mask], (0.5 * y_td + 0.5 * torch.maximum(y_td, q_off))[mask],
                           atol=1e-5)
     # At the horizon the memory is gone: the plain TD target.
     y_end, m_end = mem(learner, batch, y_td, UpdateContext(env_step=20_000, budget=100_000))
-    assert m_end["ovm_lambda"] == 0.0 and torch.equal(y_end, y_td)
+    assert mem.lam(20_000, 100_000) == 0.0 and torch.equal(y_end, y_td)
+    assert "q_off_mean" not in m_end  # not even read
+    assert "ovm_lambda" not in m_half  # logged once, by the method's schedule (test below)
 
 
 # -- sequential exploration -----------------------------------------------------------------------

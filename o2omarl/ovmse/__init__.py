@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from o2omarl.datasets.policies import uniform_available
+from o2omarl.errors import UsageError
 from o2omarl.qmix import Parts, QmixConfig, QmixO2O, Schedule, UpdateContext
 from o2omarl.qmix.algorithm import PROBABILITY
 from o2omarl.qmix.buffer import Batch
@@ -69,14 +70,16 @@ class OfflineValueMemory:
         return mix_filled(self.mixer, q_taken, batch.state[:, :T], batch.filled)
 
     def __call__(self, learner, batch: Batch, y_td: torch.Tensor, ctx: UpdateContext):
+        """The OVM target and what it did; lambda_t itself is logged once, by the method's
+        schedule (`Ovmse.parts`), at the step of each evaluation."""
         lam = self.lam(ctx.env_step, ctx.budget)
         if self.agent is None or lam == 0.0:
-            return y_td, {"ovm_lambda": lam, "ovm_lifted_fraction": 0.0}
+            return y_td, {"ovm_lifted_fraction": 0.0}
         q_off = self.q_tot(learner, batch)
         mask = batch.filled
         lifted = ((q_off > y_td).float() * mask).sum() / mask.sum().clamp(min=1)
         return ovm_target(y_td, q_off, lam), {
-            "ovm_lambda": lam, "ovm_lifted_fraction": lifted.item(),
+            "ovm_lifted_fraction": lifted.item(),
             "q_off_mean": ((q_off * mask).sum() / mask.sum().clamp(min=1)).item()}
 
 
@@ -116,22 +119,36 @@ class OvmseConfig(QmixConfig):
     RANGES: ClassVar[dict] = {**QmixConfig.RANGES, "lambda_0": PROBABILITY,
                               "memory_horizon": PROBABILITY}
 
+    def check(self) -> None:
+        super().check()
+        if self.use_ovm and self.init != "offline":
+            raise UsageError(f"use_ovm=true needs offline weights (init=offline), not "
+                             f"init={self.init}: the memory would hold a random network's "
+                             "values; set use_ovm=false (that is `se`) or init=offline")
+
 
 class Ovmse(QmixO2O):
-    """Offline value memory in the target + sequential exploration."""
+    """Offline value memory in the target + sequential exploration.
+
+    Its lifecycle, all here: the memory is made with the method (empty), frozen from the
+    offline weights once they are in place (`on_pretrained`, loaded from the pretraining
+    cache or just trained), and read by the learner as its target rule at every update."""
 
     name = "ovmse"
     Config = OvmseConfig
 
+    def __init__(self, info, config: OvmseConfig | None = None, seed: int = 0,
+                 device: str = "cpu"):
+        cfg = config or self.Config()
+        self.memory = OfflineValueMemory(cfg.lambda_0, cfg.memory_horizon,
+                                         cfg.lambda_schedule) if cfg.use_ovm else None
+        super().__init__(info, cfg, seed, device)
+
     def target_rule(self):
-        if not self.cfg.use_ovm:
-            return None
-        self.memory = OfflineValueMemory(self.cfg.lambda_0, self.cfg.memory_horizon,
-                                         self.cfg.lambda_schedule)
-        return self.memory
+        return self.memory  # None: the plain TD target
 
     def on_pretrained(self) -> None:
-        if self.cfg.use_ovm:
+        if self.memory is not None:
             self.memory.freeze(self.learner.agent, self.learner.mixer)
 
     def parts(self) -> Parts:
@@ -139,7 +156,7 @@ class Ovmse(QmixO2O):
         if self.cfg.use_se:  # se_mode is one of SE_MODES: the config refuses anything else
             parts.explore = se_decentralized if self.cfg.se_mode == "decentralized" \
                 else se_centralized
-        if self.cfg.use_ovm:
+        if self.memory is not None:
             parts.schedules = lambda step, budget: {"ovm_lambda": self.memory.lam(step, budget)}
         return parts
 
