@@ -32,9 +32,26 @@ def test_the_readme_api_example_runs_as_written(tmp_path):
     assert (tmp_path / "runs/api/3m/heuristic-v0/ovmse/seed_0/metrics.jsonl").exists()
 
 
-def test_method_names_as_data_are_the_registry():
-    """`bench run` refuses an unknown method from this tuple, before torch is imported."""
-    from o2omarl.benchmark.jobs import METHOD_NAMES
+def test_the_methods_table_is_the_registry():
+    """`bench run` refuses an unknown method from the table, before torch is imported; each
+    row's class carries the row's name, and its start (offline weights or not) is the one the
+    ablation assumes."""
+    from o2omarl import methods
     from o2omarl.benchmark.registry import METHODS
 
-    assert sorted(METHOD_NAMES) == sorted(METHODS)
+    assert list(METHODS) == list(methods.ORDER) and sorted(METHODS) == list(methods.NAMES)
+    for row in methods.METHODS:
+        cls = METHODS[row.name]
+        assert cls.name == row.name
+        if row.ablation:  # the 2 x 2 starts from the same offline weights
+            assert cls.Config().init == "offline"
+    assert methods.OVMSE_FAMILY == ("ovm", "se", "ovmse")
+    assert [METHODS[m].Config().use_ovm for m in methods.OVMSE_FAMILY] == [True, False, True]
+    assert [METHODS[m].Config().use_se for m in methods.OVMSE_FAMILY] == [False, True, True]
+
+
+def test_the_methods_table_and_planning_import_no_torch():
+    code = ("import sys, o2omarl.methods, o2omarl.benchmark.jobs, o2omarl.reports.cells; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr

@@ -13,6 +13,7 @@ from o2omarl import datasets
 from o2omarl.datasets import DatasetRecord, store
 from o2omarl.envs import DEFAULT_BACKEND, env_info
 from o2omarl.errors import UsageError, one_of, positive
+from o2omarl.methods import NAMES
 
 DEFAULT_TIER = "medium"
 
@@ -95,19 +96,14 @@ def check_request(map_name: str | None, dataset: str | None, seeds: list[int], s
     return maps
 
 
-# The registry's names as data, so a bad name is refused (and names are completed) without
-# importing torch and every method; test_api checks it against the registry.
-METHOD_NAMES = ("cql-ft", "ft-qmix", "hybrid", "ovm", "ovmse", "qmix", "se")
-
-
 def check_methods(methods: list[str], load: bool = True) -> list[type]:
     """The classes of `methods` (at least one, each known); `load=False` checks the names
     only (torch and the methods are not imported) and returns []."""
     if not methods:
-        raise UsageError(f"name at least one method; accepted: {', '.join(METHOD_NAMES)}")
+        raise UsageError(f"name at least one method; accepted: {', '.join(NAMES)}")
     for m in methods:
-        if m not in METHOD_NAMES:
-            raise one_of("method", m, METHOD_NAMES)
+        if m not in NAMES:  # the table's names: no method (and no torch) is imported for this
+            raise one_of("method", m, NAMES)
     if not load:
         return []
     from o2omarl.benchmark import registry

@@ -332,7 +332,8 @@ def _check_names(values: dict, backend: str) -> None:
 def plan_sweep(sweep: Sweep, say=print) -> list:
     """Every job of the sweep, in order: per task its methods, then its variants (labelled);
     all input checked before anything is made, the cheap checks before torch is loaded."""
-    from o2omarl.benchmark.jobs import METHOD_NAMES, check_methods, check_request, plan
+    from o2omarl.benchmark.jobs import check_methods, check_request, plan
+    from o2omarl.methods import NAMES
 
     if not sweep.methods and not sweep.variants:
         check_methods([])  # names the methods
@@ -348,7 +349,7 @@ def plan_sweep(sweep: Sweep, say=print) -> list:
 
     for name in sweep.variants:
         check_name(name)
-        if name in METHOD_NAMES:  # it would share the method's folder and name
+        if name in NAMES:  # it would share the method's folder and name
             raise UsageError(f"variant {name!r} has a method's name; give it its own (e.g. "
                              f"{name}_2)")
     device = resolve_device(sweep.device, say)

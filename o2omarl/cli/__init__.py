@@ -44,9 +44,9 @@ COUNT = Count()
 
 def complete_methods(ctx, param, incomplete: str) -> list[str]:
     """Shell completion of method names (see README, "Shell completion")."""
-    from o2omarl.benchmark.jobs import METHOD_NAMES
+    from o2omarl.methods import NAMES
 
-    return [m for m in METHOD_NAMES if m.startswith(incomplete)]
+    return [m for m in NAMES if m.startswith(incomplete)]
 
 
 def complete_dataset_ids(ctx, param, incomplete: str) -> list[str]:

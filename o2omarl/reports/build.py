@@ -24,8 +24,9 @@ from pathlib import Path
 from o2omarl import atomic
 from o2omarl.benchmark.results import RunRecord, scan_store
 from o2omarl.errors import BenchError, UsageError, one_of
+from o2omarl.methods import DISPLAY_NAMES
 from o2omarl.reports import figures, stats, tables
-from o2omarl.reports.cells import DISPLAY_NAMES, by_task, display_name, group
+from o2omarl.reports.cells import by_task, display_name, group
 from o2omarl.reports.tables import Table
 
 FORMATS = ("png", "pdf")

@@ -20,14 +20,10 @@ import numpy as np
 
 from o2omarl.benchmark.results import RunRecord
 from o2omarl.errors import UsageError
+from o2omarl.methods import DISPLAY_NAMES, ORDER
 from o2omarl.reports.metrics import run_metrics
 
-# Baselines first, then the ablations, OVMSE last; a method not listed here follows, by name.
-METHOD_ORDER = ("qmix", "ft-qmix", "cql-ft", "hybrid", "ovm", "se", "ovmse")
 THRESHOLD = 0.8  # win rate for "steps to threshold"
-# How tables and figures name each method (paper style); `bench report --names` overrides.
-DISPLAY_NAMES = {"qmix": "QMIX", "ft-qmix": "FT-QMIX", "cql-ft": "CQL-FT", "hybrid": "Hybrid",
-                 "ovm": "OVM", "se": "SE", "ovmse": "OVMSE"}
 
 
 def base_method(name: str) -> str:
@@ -36,9 +32,10 @@ def base_method(name: str) -> str:
 
 
 def method_rank(method: str) -> tuple:
-    """Sort key: the order above, each variant right after its method."""
+    """Sort key: the methods table's order (a method not in it after, by name), each variant
+    right after its method."""
     base = base_method(method)
-    return (METHOD_ORDER.index(base) if base in METHOD_ORDER else 99, method)
+    return (ORDER.index(base) if base in ORDER else 99, method)
 
 
 def display_name(method: str, names: dict[str, str] | None = None) -> str:

@@ -13,18 +13,15 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from o2omarl.methods import ABLATION, COLOURS, OVMSE_FAMILY
 from o2omarl.reports import stats
 from o2omarl.reports.cells import Cell, Task, base_method, display_name, method_rank
 
-# One colour per method in every figure (its variants share it, in other line styles); ovmse
-# red, its ablations green and orange.
-COLOURS = {"qmix": "C7", "ft-qmix": "C0", "cql-ft": "C4", "hybrid": "C5", "ovm": "C2",
-           "se": "C1", "ovmse": "C3"}
+# One colour per method in every figure (o2omarl.methods; its variants share it, in other
+# line styles).
 SPARE_COLOURS = ("C8", "C9", "C6")  # for methods not listed above
 # Within one method's colour: the plain method solid, its variants in these styles after it.
 LINE_STYLES = ("-", "--", ":", "-.", (0, (8, 2, 1, 2, 1, 2)), (0, (1, 3)), (0, (12, 3)))
-ABLATION = ("ft-qmix", "ovm", "se", "ovmse")  # OVMSE and its parts: without SE, without OVM
-OVMSE_FAMILY = ("ovm", "se", "ovmse")  # an ablation compares at least two of these
 TAUS = np.linspace(0.0, 1.0, 101)  # performance-profile thresholds
 
 
