@@ -25,8 +25,8 @@ def test_qmix_from_scratch_beats_the_random_policy_clearly_on_3m(monkeypatch):
     # Only the schedule is squeezed into the short budget; the learner is the shared default.
     cfg = Qmix.Config.build(eps_anneal_steps=STEPS // 2, eval_interval=STEPS // 2)
     rows = []
-    Qmix(info, cfg, seed=0).finetune(make_env("3m", cfg.num_envs), eval_env, STEPS,
-                                     rows.append)
+    Qmix(info, cfg, seed=0).online(make_env("3m", cfg.num_envs), eval_env, STEPS,
+                                   rows.append).run()
     first, last = rows[0], rows[-1]
     assert last["env_step"] == STEPS
     assert first["test_return"] < 3.0  # the untrained policy is no better than chance

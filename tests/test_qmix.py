@@ -491,7 +491,7 @@ def test_hybrid_batches_hold_the_offline_fraction(data3m, info3m, env4, env32, m
         return update(batch, ctx)
 
     method.learner.update = recording_update
-    method.finetune(env4, env32, 1200, lambda row: None, data=data3m)
+    method.online(env4, env32, 1200, lambda row: None, data=data3m).run()
     assert len(seen) >= 5
     ds_rewards = data3m.reward
     ds_len = data3m.filled.sum(1)

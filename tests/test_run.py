@@ -18,7 +18,7 @@ import torch
 from o2omarl.benchmark.results import read_jsonl
 from o2omarl.cli import main
 from o2omarl.locks import file_lock
-from o2omarl.qmix import load_checkpoint
+from o2omarl.qmix import Checkpoint
 
 STEPS, INTERVAL, NUM_ENVS, PRETRAIN = 2600, 1000, 4, 60
 SETTINGS = ["--set", f"eval_interval={INTERVAL}", "--set", "eval_episodes=8",
@@ -66,13 +66,13 @@ def test_bench_run_writes_the_run_store_and_skips_a_finished_run(heuristic_3m, t
     assert read_jsonl(run_dir / "pretrain.jsonl") == read_jsonl(pretrain_log)
 
     for name in ("checkpoint.pt", "model.pt"):
-        ckpt = load_checkpoint(run_dir / name)
-        assert ckpt["method"] == "ft-qmix" and ckpt["env"]["map_name"] == "3m"
-        assert ckpt["config"]["hidden"] == 16
-        assert ckpt["learner"]["updates"] == rows[-1]["updates"]
-        assert ckpt["learner"]["agent"]["fc1.weight"].shape[0] == 16
-    final = load_checkpoint(run_dir / "model.pt")["learner"]["agent"]
-    last = load_checkpoint(run_dir / "checkpoint.pt")["learner"]["agent"]
+        ckpt = Checkpoint.read(run_dir / name)
+        assert ckpt.method == "ft-qmix" and ckpt.env["map_name"] == "3m"
+        assert ckpt.config["hidden"] == 16
+        assert ckpt.learner["updates"] == rows[-1]["updates"]
+        assert ckpt.learner["agent"]["fc1.weight"].shape[0] == 16
+    final = Checkpoint.read(run_dir / "model.pt").learner["agent"]
+    last = Checkpoint.read(run_dir / "checkpoint.pt").learner["agent"]
     assert all(torch.equal(final[k], last[k]) for k in final)
 
     status = json.loads((run_dir / "status.json").read_text())
@@ -141,14 +141,14 @@ def test_ctrl_c_then_sigkill_then_rerun_resumes_exactly(heuristic_3m, tmp_path):
     status = json.loads((run_dir / "status.json").read_text())
     assert status["state"] == "stopped" and 0 < status["env_step"] < steps
     # The checkpoint is where it stopped, not only at the last evaluation.
-    ckpt = load_checkpoint(run_dir / "checkpoint.pt")
-    assert ckpt["training"]["rollout"]["env_steps"] == status["env_step"]
+    ckpt = Checkpoint.read(run_dir / "checkpoint.pt")
+    assert ckpt.training["rollout"]["env_steps"] == status["env_step"]
 
     proc = _start(argv(stopped), run_dir, len(read_jsonl(run_dir / "metrics.jsonl")) + 2)
     proc.kill()
     proc.communicate()
     assert json.loads((run_dir / "status.json").read_text())["state"] == "running"
-    assert load_checkpoint(run_dir / "checkpoint.pt")["training"]["last_eval"] < steps
+    assert Checkpoint.read(run_dir / "checkpoint.pt").training["last_eval"] < steps
 
     resumed = subprocess.run(argv(stopped), capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
@@ -314,7 +314,7 @@ def test_sigterm_to_a_parallel_run_checkpoints_every_worker(heuristic_3m, tmp_pa
     for s in (0, 1):
         status = json.loads((base / f"seed_{s}" / "status.json").read_text())
         assert status["state"] == "stopped", status
-        ckpt = load_checkpoint(base / f"seed_{s}" / "checkpoint.pt")
+        ckpt = Checkpoint.read(base / f"seed_{s}" / "checkpoint.pt")
         assert ckpt["training"]["rollout"]["env_steps"] == status["env_step"]
     assert not (base / "seed_2" / "status.json").exists()
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)

@@ -12,7 +12,7 @@ from pathlib import Path
 from o2omarl.errors import BenchError
 
 
-def run_all(methods, map_name, dataset, seeds, steps, pretrain_steps, runs_dir="runs",
+def run_all(methods, map_name, dataset, seeds, steps, pretrain_steps=None, runs_dir="runs",
             device="cpu", overrides=None, backend="smax", workers=1, executor="local",
             address=None, say=print) -> list[dict]:
     """Plan every job (all validation first, so bad input leaves no folder), run them, and

@@ -220,11 +220,6 @@ class QmixO2O:
                               log, offline, label=f"{self.name} seed {self.seed}",
                               buffer=buffer, learner_mode=learner_mode)
 
-    def finetune(self, env: VecEnv, eval_env: VecEnv, budget: int, log: Log,
-                 data: EpisodeArrays | None = None, on_eval=None, buffer=None) -> dict:
-        """Run the whole online phase; returns the last metrics row."""
-        return self.online(env, eval_env, budget, log, data, buffer).run(on_eval)
-
     def actor(self, num_envs: int) -> Actor:
         """A greedy batched policy (obs, first -> actions) with the current weights."""
         return Actor(self.learner.agent, num_envs, self.info.n_agents, self.info.n_actions,

@@ -47,11 +47,3 @@ class Checkpoint:
         if self.env != info.to_dict():
             raise UsageError(f"checkpoint {path} is for map {self.env['map_name']!r} "
                              f"({self.env['backend']}), not {info.map_name!r}")
-
-    def __getitem__(self, key: str):
-        """`ckpt["learner"]`: the on-disk keys, for code that reads checkpoints as mappings."""
-        return getattr(self, key)
-
-
-def load_checkpoint(path: Path) -> Checkpoint:
-    return Checkpoint.read(path)
