@@ -50,6 +50,33 @@ def pretrain_rows(store: Path, job) -> list[dict]:
     return read_jsonl(log / "pretrain.jsonl") if (log / "pretrain.jsonl").exists() else []
 
 
+def seed_means(logs: dict) -> list[str]:
+    """Per variant with 2+ seeds, at each evaluation every seed reached: the mean greedy win
+    rate, return and ratio, with the seeds' range (the spread the choice of length must beat)."""
+    variants: dict = {}
+    for (loss, alpha, seed), rows in logs.items():
+        if rows:
+            variants.setdefault((loss, alpha), {})[seed] = {r["update"]: r for r in rows}
+    lines = []
+    for (loss, alpha), by_seed in variants.items():
+        if len(by_seed) < 2:
+            continue
+        lines += [f"## {loss}, alpha {alpha:g}: means over seeds {', '.join(map(str, by_seed))}",
+                  "", "| updates | greedy win [min, max] | return [min, max] | "
+                  "ratio [min, max] |", "|---|---|---|---|"]
+        common = sorted(set.intersection(*(set(at) for at in by_seed.values())))
+        for u in common:
+            at = [rows[u] for rows in by_seed.values()]
+            cells = []
+            for values in ([r["test_win_rate"] for r in at], [r["test_return"] for r in at],
+                           [r["q_taken_mean"] / r["return_to_go_mean"] for r in at]):
+                cells.append(f"{sum(values) / len(values):.2f} [{min(values):.2f}, "
+                             f"{max(values):.2f}]")
+            lines.append(f"| {u:,} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--map", default="2s3z")
@@ -105,6 +132,7 @@ def main() -> None:
                      f"{best['test_return']:.2f} ({best['update']:,}) | "
                      f"{end['test_win_rate']:.2f} |")
     lines.append("")
+    lines += seed_means(logs)
     for (loss, alpha, seed), rows in logs.items():
         if rows:
             lines += [f"## {loss}, alpha {alpha:g}, seed {seed}", "",
