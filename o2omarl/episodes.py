@@ -1,5 +1,9 @@
 """The episode model shared by datasets and the learner, and the one way episodes are made.
 
+Each field is declared once (`SPEC`: rows per observation or per step, dtype, row shape, stored
+key); the padded training arrays (`EpisodeArrays`), the recorder, the replay buffer and the
+dataset loader's shape checks are derived from it.
+
 `Rollout` runs a policy in N parallel envs and cuts the stream of steps into whole episodes;
 collection (`datasets/`) and online training (`qmix/`) both record with it, so both hold the
 same thing: T actions and T+1 observations, the terminal observation included.
@@ -8,19 +12,56 @@ same thing: T actions and T+1 observations, the terminal observation included.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, fields
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
-from o2omarl.envs.base import Obs, VecEnv
+from o2omarl.envs.base import EnvInfo, Obs, VecEnv
 
 # policy(obs, first: (N,) bool, True where an episode starts) -> actions (N, n_agents) int
 Policy = Callable[[Obs, np.ndarray], np.ndarray]
 
 
+@dataclass(frozen=True)
+class Field:
+    """One episode field, declared once: the buffer, the loader, the recorder and the dataset
+    checks all derive their arrays and shapes from these."""
+
+    per_observation: bool  # T+1 rows (the terminal observation included), else T
+    dtype: type
+    row: Callable[[EnvInfo], tuple]  # the shape of one row
+    stored: str  # its key in a stored (Minari) episode; "infos/..." are Minari's infos
+
+    def shape(self, info: EnvInfo, T: int) -> tuple:
+        """The shape of this field in an episode of T steps."""
+        return (T + self.per_observation,) + self.row(info)
+
+
+SPEC = {
+    "obs": Field(True, np.float32, lambda i: (i.n_agents, i.obs_dim), "observations"),
+    "state": Field(True, np.float32, lambda i: (i.state_dim,), "infos/state"),
+    "avail": Field(True, np.bool_, lambda i: (i.n_agents, i.n_actions), "infos/avail_actions"),
+    "actions": Field(False, np.int64, lambda i: (i.n_agents,), "actions"),
+    "reward": Field(False, np.float32, lambda i: (), "rewards"),
+    "terminated": Field(False, np.bool_, lambda i: (), "terminations"),
+    "truncated": Field(False, np.bool_, lambda i: (), "truncations"),
+    "battle_won": Field(False, np.bool_, lambda i: (), "infos/battle_won"),
+}
+FIELDS = tuple(SPEC)
+PER_OBSERVATION = tuple(f for f in FIELDS if SPEC[f].per_observation)
+PER_STEP = tuple(f for f in FIELDS if not SPEC[f].per_observation)
+MINARI_KEYS = {f: SPEC[f].stored for f in FIELDS}
+# What training keeps of an episode: battle_won is true only on the last step, so the padded
+# arrays hold it per episode (`ReplayBuffer.won`), not per step.
+TRAINING_FIELDS = tuple(f for f in FIELDS if f != "battle_won")
+
+
 @dataclass
 class Episode:
+    """One whole episode of T steps: the fields of SPEC, in its order."""
+
     obs: np.ndarray  # (T+1, n_agents, obs_dim) float32
     state: np.ndarray  # (T+1, state_dim) float32
     avail: np.ndarray  # (T+1, n_agents, n_actions) bool
@@ -43,14 +84,63 @@ class Episode:
         return bool(self.battle_won[-1])
 
 
-# The fields of an episode, once: those with a row per observation (T+1) and per step (T).
-FIELDS = tuple(f.name for f in fields(Episode))
-PER_OBSERVATION = ("obs", "state", "avail")
-PER_STEP = tuple(f for f in FIELDS if f not in PER_OBSERVATION)
-# Their keys in a stored (Minari) episode; "infos/..." are Minari's per-step infos.
-MINARI_KEYS = {"obs": "observations", "state": "infos/state", "avail": "infos/avail_actions",
-               "actions": "actions", "reward": "rewards", "terminated": "terminations",
-               "truncated": "truncations", "battle_won": "infos/battle_won"}
+@dataclass
+class EpisodeArrays:
+    """E episodes padded to T = episode limit (the TRAINING_FIELDS); `filled[e, t]` marks real
+    steps."""
+
+    obs: np.ndarray  # (E, T+1, n_agents, obs_dim) float32
+    state: np.ndarray  # (E, T+1, state_dim) float32
+    avail: np.ndarray  # (E, T+1, n_agents, n_actions) bool
+    actions: np.ndarray  # (E, T, n_agents) int64
+    reward: np.ndarray  # (E, T) float32
+    terminated: np.ndarray  # (E, T) bool
+    truncated: np.ndarray  # (E, T) bool
+    filled: np.ndarray  # (E, T) bool
+
+    def __len__(self) -> int:
+        return len(self.reward)
+
+    @property
+    def steps(self) -> int:
+        return int(self.filled.sum())
+
+    @classmethod
+    def zeros(cls, E: int, info: EnvInfo) -> "EpisodeArrays":
+        """E empty episodes; padded steps keep an available no-op so that masked maxima over
+        them stay finite."""
+        T = info.episode_limit
+        with small_pages():
+            out = cls(**{f: np.zeros((E,) + SPEC[f].shape(info, T), SPEC[f].dtype)
+                         for f in TRAINING_FIELDS}, filled=np.zeros((E, T), bool))
+        out.avail[..., 0] = True
+        return out
+
+
+@contextmanager
+def small_pages():
+    """Allocate without numpy's transparent-huge-page advice.
+
+    numpy asks the kernel for huge pages for every array over 4 MB. Where THP's defrag setting
+    is `madvise` (the default on many distributions) each first touch of such memory then
+    tries to compact memory for a huge page, and on VMs that cannot supply one every 4 KB page
+    fault pays for a failed attempt: loading 1M transitions took 20.5 s with the advice and
+    13.3 s without (2s3z, side by side)."""
+    core = getattr(np, "_core", None) or getattr(np, "core", None)  # numpy 2 / numpy 1
+    set_advice = getattr(getattr(core, "multiarray", None), "_set_madvise_hugepage", None)
+    if set_advice is None:  # a private numpy switch: without it, allocate as numpy does
+        yield
+        return
+    before = set_advice(False)
+    try:
+        yield
+    finally:
+        set_advice(before)
+
+
+def uniform_available(avail: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A uniform draw among each agent's available actions (argmax of masked uniform noise)."""
+    return np.argmax(rng.random(avail.shape) * avail, axis=-1)
 
 
 class Rollout:
@@ -63,13 +153,11 @@ class Rollout:
     def __init__(self, env: VecEnv, policy: Policy, seed: int):
         info, n = env.info, env.num_envs
         self.env, self.policy, self.n = env, policy, n
-        cap = info.episode_limit + 1
-        self._obs = np.zeros((n, cap, info.n_agents, info.obs_dim), np.float32)
-        self._state = np.zeros((n, cap, info.state_dim), np.float32)
-        self._avail = np.zeros((n, cap, info.n_agents, info.n_actions), bool)
-        self._actions = np.zeros((n, cap - 1, info.n_agents), np.int64)
-        self._scalars = {k: np.zeros((n, cap - 1), np.float32 if k == "reward" else bool)
-                         for k in PER_STEP if k != "actions"}
+        buf = {f: np.zeros((n,) + SPEC[f].shape(info, info.episode_limit), SPEC[f].dtype)
+               for f in FIELDS}
+        self._obs, self._state, self._avail = buf["obs"], buf["state"], buf["avail"]
+        self._actions = buf["actions"]
+        self._scalars = {k: buf[k] for k in PER_STEP if k != "actions"}
         self._t = np.zeros(n, np.int64)
         self._rows = np.arange(n)
         self.seed = seed

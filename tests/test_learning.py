@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from o2omarl.baselines import Qmix
-from o2omarl.datasets import Rollout
 from o2omarl.datasets.policies import RandomPolicy
 from o2omarl.envs import env_info, make_env
+from o2omarl.episodes import Rollout
 
 STEPS = 20_000
 

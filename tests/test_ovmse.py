@@ -12,8 +12,8 @@ import torch
 from o2omarl import datasets
 from o2omarl.benchmark.runner import read_jsonl
 from o2omarl.cli import main
-from o2omarl.datasets.policies import uniform_available
 from o2omarl.envs import env_info
+from o2omarl.episodes import uniform_available
 from o2omarl.ovmse import (
     Ovmse,
     OvmseConfig,

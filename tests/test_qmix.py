@@ -17,9 +17,9 @@ import torch
 from o2omarl import datasets
 from o2omarl.baselines import CqlFt, FtQmix, Hybrid
 from o2omarl.cli import main
-from o2omarl.datasets import Rollout
 from o2omarl.datasets.policies import RandomPolicy
 from o2omarl.envs import EnvInfo, Obs, env_info, make_env
+from o2omarl.episodes import Rollout
 from o2omarl.ovmse import Ovmse
 from o2omarl.qmix import (
     Actor,
@@ -245,6 +245,35 @@ def env32():
 def env4():
     return make_env("3m", 4)
 
+
+def test_every_holder_of_episodes_has_the_fields_of_the_one_declaration(
+        heuristic_3m, info3m, data3m, env4):
+    """episodes.SPEC is the only declaration of an episode's fields: what the recorder makes,
+    the loader reads, the padded arrays hold and the replay ring hands back all match it."""
+    from o2omarl.datasets.loader import _expected
+    from o2omarl.episodes import SPEC, TRAINING_FIELDS, EpisodeArrays
+
+    episodes = Rollout(env4, RandomPolicy(0), 0).collect(6)
+    for ep in episodes:
+        for name, field in SPEC.items():
+            value = getattr(ep, name)
+            assert value.shape == field.shape(info3m, ep.length), name
+            assert value.dtype == field.dtype, name
+    empty = EpisodeArrays.zeros(2, info3m)
+    for name in TRAINING_FIELDS:
+        for arrays in (empty, data3m):  # made here, and read from a stored dataset
+            held = getattr(arrays, name)
+            assert held.shape[1:] == SPEC[name].shape(info3m, info3m.episode_limit), name
+            assert held.dtype == SPEC[name].dtype, name
+    assert set(_expected(info3m, 5)) == {f.stored for f in SPEC.values()}
+    ring = ReplayBuffer(info3m, 4)  # smaller than the episodes: slots are overwritten
+    for ep in episodes:
+        ring.add(ep)
+    for (g, back), ep in zip(ring.numbered(), episodes[2:]):
+        for name in SPEC:
+            assert np.array_equal(getattr(back, name), getattr(ep, name)), (g, name)
+        pad = ring.data.avail[g % 4, ep.length + 1:]
+        assert pad[..., 0].all() and not pad[..., 1:].any()  # padded: only the no-op
 
 def _action_gap(learner: Learner, batch: Batch) -> float:
     """Mean of Q_i(data action) - mean Q_i(other available actions) over filled agent-steps."""

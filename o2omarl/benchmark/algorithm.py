@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Protocol
 
-from o2omarl.datasets.loader import EpisodeArrays
 from o2omarl.envs.base import EnvInfo, VecEnv
+from o2omarl.episodes import EpisodeArrays
 
 Log = Callable[[dict], None]
 

@@ -31,10 +31,10 @@ from typing import Callable
 
 import numpy as np
 
-from o2omarl.datasets.policies import HeuristicPolicy, RandomPolicy, uniform_available
+from o2omarl.datasets.policies import HeuristicPolicy, RandomPolicy
 from o2omarl.envs import env_info, make_env
 from o2omarl.envs.base import EnvInfo, VecEnv
-from o2omarl.episodes import Episode, Rollout
+from o2omarl.episodes import Episode, Rollout, uniform_available
 from o2omarl.errors import positive
 
 Run = Callable[[int], None]  # run(batched_steps)

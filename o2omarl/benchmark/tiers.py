@@ -23,8 +23,9 @@ from o2omarl.benchmark.jobs import JobSpec
 from o2omarl.benchmark.results import read_jsonl
 from o2omarl.benchmark.rundir import JsonLines
 from o2omarl.benchmark.runner import run_job
-from o2omarl.datasets import Rollout, store
+from o2omarl.datasets import store
 from o2omarl.envs import DEFAULT_BACKEND, MAX_RETURN, env_info, make_env
+from o2omarl.episodes import Rollout
 from o2omarl.errors import UsageError, one_of, positive
 from o2omarl.qmix import QmixO2O
 from o2omarl.qmix.updates import learner_mode

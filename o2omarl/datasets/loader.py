@@ -9,75 +9,14 @@ from __future__ import annotations
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass
 
 import h5py
 import numpy as np
 
 from o2omarl.datasets.store import DATA_FILES, DatasetRecord, resolve, sha256
 from o2omarl.envs.base import EnvInfo
-from o2omarl.episodes import FIELDS, MINARI_KEYS, PER_OBSERVATION
+from o2omarl.episodes import FIELDS, MINARI_KEYS, PER_OBSERVATION, SPEC, EpisodeArrays
 from o2omarl.errors import BenchError, UsageError
-
-
-@dataclass
-class EpisodeArrays:
-    """E episodes padded to T = episode limit; `filled[e, t]` marks real steps."""
-
-    obs: np.ndarray  # (E, T+1, n_agents, obs_dim) float32
-    state: np.ndarray  # (E, T+1, state_dim) float32
-    avail: np.ndarray  # (E, T+1, n_agents, n_actions) bool
-    actions: np.ndarray  # (E, T, n_agents) int64
-    reward: np.ndarray  # (E, T) float32
-    terminated: np.ndarray  # (E, T) bool
-    truncated: np.ndarray  # (E, T) bool
-    filled: np.ndarray  # (E, T) bool
-
-    def __len__(self) -> int:
-        return len(self.reward)
-
-    @property
-    def steps(self) -> int:
-        return int(self.filled.sum())
-
-    @classmethod
-    def zeros(cls, E: int, info: EnvInfo) -> "EpisodeArrays":
-        """E empty episodes; padded steps keep an available no-op so that masked maxima over
-        them stay finite."""
-        T, n, d, a = info.episode_limit, info.n_agents, info.obs_dim, info.n_actions
-        with _small_pages():
-            out = cls(obs=np.zeros((E, T + 1, n, d), np.float32),
-                      state=np.zeros((E, T + 1, info.state_dim), np.float32),
-                      avail=np.zeros((E, T + 1, n, a), bool),
-                      actions=np.zeros((E, T, n), np.int64),
-                      reward=np.zeros((E, T), np.float32),
-                      terminated=np.zeros((E, T), bool), truncated=np.zeros((E, T), bool),
-                      filled=np.zeros((E, T), bool))
-        out.avail[..., 0] = True
-        return out
-
-
-@contextmanager
-def _small_pages():
-    """Allocate without numpy's transparent-huge-page advice.
-
-    numpy asks the kernel for huge pages for every array over 4 MB. Where THP's defrag setting
-    is `madvise` (the default on many distributions) each first touch of such memory then
-    tries to compact memory for a huge page, and on VMs that cannot supply one every 4 KB page
-    fault pays for a failed attempt: loading 1M transitions took 20.5 s with the advice and
-    13.3 s without (2s3z, side by side)."""
-    core = getattr(np, "_core", None) or getattr(np, "core", None)  # numpy 2 / numpy 1
-    set_advice = getattr(getattr(core, "multiarray", None), "_set_madvise_hugepage", None)
-    if set_advice is None:  # a private numpy switch: without it, allocate as numpy does
-        yield
-        return
-    before = set_advice(False)
-    try:
-        yield
-    finally:
-        set_advice(before)
-
 
 # Why data of an older state format cannot be mixed with the current one, by new format.
 STATE_FORMAT_CHANGES = {
@@ -111,15 +50,14 @@ def check_fits(record: DatasetRecord, env: EnvInfo) -> None:
         )
 
 
+# A stored field may be any width of its kind (float64 obs read into float32 arrays).
+_KINDS = {"f": np.floating, "i": np.integer, "b": np.bool_}
+
+
 def _expected(info: EnvInfo, T: int) -> dict:
-    """Stored key -> (shape, dtype kind) of an episode of T steps."""
-    n = info.n_agents
-    per_row = {"obs": ((n, info.obs_dim), np.floating), "state": ((info.state_dim,), np.floating),
-               "avail": ((n, info.n_actions), np.bool_), "actions": ((n,), np.integer),
-               "reward": ((), np.floating), "terminated": ((), np.bool_),
-               "truncated": ((), np.bool_), "battle_won": ((), np.bool_)}
-    return {MINARI_KEYS[f]: ((T + (f in PER_OBSERVATION),) + shape, kind)
-            for f, (shape, kind) in per_row.items()}
+    """Stored key -> (shape, dtype kind) of an episode of T steps (from episodes.SPEC)."""
+    return {field.stored: (field.shape(info, T), _KINDS[np.dtype(field.dtype).kind])
+            for field in SPEC.values()}
 
 
 # Training needs no battle_won per step (the episode's last reward and termination say it);

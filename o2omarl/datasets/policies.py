@@ -11,16 +11,11 @@ from __future__ import annotations
 import numpy as np
 
 from o2omarl.envs.base import Obs, VecEnv
-from o2omarl.episodes import Policy
+from o2omarl.episodes import Policy, uniform_available
 from o2omarl.errors import one_of
 from o2omarl.protocol import stream
 
 BUILTIN_BEHAVIOURS = ("random", "heuristic")
-
-
-def uniform_available(avail: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A uniform draw among each agent's available actions (argmax of masked uniform noise)."""
-    return np.argmax(rng.random(avail.shape) * avail, axis=-1)
 
 
 class RandomPolicy:

@@ -22,7 +22,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from o2omarl.datasets.policies import uniform_available
+from o2omarl.episodes import uniform_available
 from o2omarl.errors import UsageError
 from o2omarl.qmix import Parts, QmixConfig, QmixO2O, Schedule, UpdateContext
 from o2omarl.qmix.algorithm import PROBABILITY

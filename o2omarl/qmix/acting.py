@@ -10,9 +10,8 @@ from typing import ClassVar, Protocol
 import numpy as np
 import torch
 
-from o2omarl.datasets.policies import uniform_available
 from o2omarl.envs.base import Obs, VecEnv
-from o2omarl.episodes import Episode, Rollout
+from o2omarl.episodes import Episode, Rollout, uniform_available
 from o2omarl.protocol import stream
 from o2omarl.qmix.learner import masked_q
 from o2omarl.qmix.networks import RNNAgent, build_inputs

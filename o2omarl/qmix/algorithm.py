@@ -14,8 +14,8 @@ from typing import ClassVar
 
 import torch
 
-from o2omarl.datasets.loader import EpisodeArrays
 from o2omarl.envs.base import EnvInfo, VecEnv
+from o2omarl.episodes import EpisodeArrays
 from o2omarl.errors import BenchError, UsageError, did_you_mean
 from o2omarl.qmix.acting import Actor, Schedule, epsilon_greedy
 from o2omarl.qmix.buffer import ReplayBuffer

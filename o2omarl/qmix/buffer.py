@@ -9,9 +9,8 @@ from functools import cached_property
 import numpy as np
 import torch
 
-from o2omarl.datasets.loader import EpisodeArrays
 from o2omarl.envs.base import EnvInfo
-from o2omarl.episodes import FIELDS, PER_OBSERVATION, Episode
+from o2omarl.episodes import FIELDS, PER_OBSERVATION, SPEC, TRAINING_FIELDS, Episode, EpisodeArrays
 from o2omarl.qmix.networks import build_inputs
 
 
@@ -98,14 +97,11 @@ class ReplayBuffer:
         """
         i, L = g % self.capacity, ep.length
         d = self.data
-        d.obs[i], d.state[i], d.avail[i] = 0, 0, False
-        d.avail[i, :, :, 0] = True  # padded steps keep one valid action (finite masked max)
-        d.obs[i, : L + 1], d.state[i, : L + 1], d.avail[i, : L + 1] = ep.obs, ep.state, ep.avail
-        for name, src in (("actions", ep.actions), ("reward", ep.reward),
-                          ("terminated", ep.terminated), ("truncated", ep.truncated)):
-            arr = getattr(d, name)
+        for f in TRAINING_FIELDS:
+            arr = getattr(d, f)
             arr[i] = 0
-            arr[i, :L] = src
+            arr[i, : L + SPEC[f].per_observation] = getattr(ep, f)
+        d.avail[i, L + 1:, :, 0] = True  # padded steps keep one valid action (finite masked max)
         d.filled[i] = False
         d.filled[i, :L] = True
         self.lengths[i], self.won[i] = L, ep.won
@@ -124,10 +120,8 @@ class ReplayBuffer:
         for g in range(max(since, self.added - self.size), self.added):
             i = g % self.capacity
             L = int(self.lengths[i])
-            yield g, Episode(obs=d.obs[i, : L + 1], state=d.state[i, : L + 1],
-                             avail=d.avail[i, : L + 1], actions=d.actions[i, :L],
-                             reward=d.reward[i, :L], terminated=d.terminated[i, :L],
-                             truncated=d.truncated[i, :L],
+            yield g, Episode(**{f: getattr(d, f)[i, : L + SPEC[f].per_observation]
+                                for f in TRAINING_FIELDS},
                              battle_won=self.won[i] & (np.arange(L) == L - 1))
 
     def draw(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
