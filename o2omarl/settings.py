@@ -1,6 +1,9 @@
-"""Config fields that describe themselves: `setting(default, help)` declares a field with its
-one-line help, and `describe` lists a config class's fields with default, accepted values and
-help for `bench settings` and the README's settings table (generated, kept equal by a test).
+"""Config fields that describe themselves, and how counts are written.
+
+`setting(default, help)` declares a field with its one-line help, and `describe` lists a config
+class's fields with default, accepted values and help for `bench settings` and the README's
+settings table (generated, kept equal by a test). `parse_count` is the one rule for whole
+numbers: `--steps`, sweep files and `--set` alike.
 
 The reasons behind a default stay in comments beside the field; the help says what it is.
 """
@@ -8,6 +11,23 @@ The reasons behind a default stay in comments beside the field; the help says wh
 from __future__ import annotations
 
 from dataclasses import MISSING, field, fields
+from decimal import Decimal, InvalidOperation
+
+
+def parse_count(value) -> int:
+    """A whole number as researchers write budgets: 100000, 100_000, 1e5, 100k, 2M (ValueError
+    otherwise)."""
+    if isinstance(value, bool):
+        raise ValueError(value)
+    text = str(value).strip().replace("_", "")
+    scale = {"k": 1000, "m": 1_000_000}.get(text[-1:].lower(), 1)
+    try:
+        number = Decimal(text[:-1] if scale > 1 else text) * scale
+    except InvalidOperation:
+        raise ValueError(value) from None
+    if not number.is_finite() or number != number.to_integral_value():
+        raise ValueError(value)
+    return int(number)
 
 
 def setting(default, help: str):

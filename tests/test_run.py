@@ -87,6 +87,19 @@ def test_bench_run_writes_the_run_store_and_skips_a_finished_run(heuristic_3m, t
     assert "already done" in out
     assert (metrics.stat().st_mtime_ns, metrics.read_bytes()) == before
     assert (run_dir / "model.pt").read_bytes() == model_before
+    # A folder written before `steps` was a config field (its config lacks the key, the top
+    # level has it) is still this run; with another budget there, it is not.
+    written = json.loads((run_dir / "config.json").read_text())
+    del written["config"]["steps"]
+    (run_dir / "config.json").write_text(json.dumps(written))
+    main(_argv(heuristic_3m.dataset_id, runs))
+    assert "already done" in capsys.readouterr().out
+    (run_dir / "config.json").write_text(json.dumps({**written, "steps": STEPS + 1}))
+    with pytest.raises(SystemExit) as stop:
+        main(_argv(heuristic_3m.dataset_id, runs))
+    assert stop.value.code == 2
+    assert f"holds a run with other settings (steps: {STEPS + 1} there, {STEPS} now)" in \
+        capsys.readouterr().err
 
 
 def test_bench_run_on_a_locked_run_dir_fails_with_one_line(heuristic_3m, tmp_path):

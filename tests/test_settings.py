@@ -47,9 +47,9 @@ def test_a_subclass_default_keeps_its_parents_help_and_shows_where_it_differs():
     assert by_key["ovmse"]["eps_start"]["help"] == by_key["qmix"]["eps_start"]["help"]
     table = settings_table({m: c.Config for m, c in METHODS.items()})
     (eps,) = [line for line in table.splitlines() if line.startswith("| `eps_start`")]
-    assert "`1.0`; ovmse, ovm, se: `0.2`" in eps
+    assert "`1.0`; ovm, se, ovmse: `0.2`" in eps
     (ovm,) = [line for line in table.splitlines() if line.startswith("| `use_ovm`")]
-    assert ovm.startswith("| `use_ovm` (ovmse, ovm, se) | `true`; se: `false` |")
+    assert ovm.startswith("| `use_ovm` (ovm, se, ovmse) | `true`; se: `false` |")
 
 
 def test_an_unknown_method_is_one_line(capsys):

@@ -109,7 +109,9 @@ def test_the_pretraining_length_is_one_config_field_however_it_is_given(
     by_file = plan_sweep(sweep_of(["--config", config]))
     assert [j.config.pretrain_steps for j in by_set + by_flag + by_file] == [20, 20, 20]
     assert by_set == by_flag == by_file
-    assert plan_sweep(sweep_of(common))[0].config.pretrain_steps == 5000  # the config's default
+    default = plan_sweep(sweep_of(common))[0]
+    assert (default.config.pretrain_steps, default.steps) == (5000, 100_000)  # the config's
+    assert plan_sweep(sweep_of([*common, "--set", "steps=2k"]))[0].steps == 2000
     # a variant's own set still wins over the sweep's length
     config = write(tmp_path, "maps: {3m: heuristic}\nseeds: [0]\npretrain_steps: 20\n"
                              "variants: {long: {method: ft-qmix, set: {pretrain_steps: 40}}}\n")
@@ -117,13 +119,16 @@ def test_the_pretraining_length_is_one_config_field_however_it_is_given(
 
 
 @pytest.mark.parametrize("argv", [["--pretrain-steps", "20", "--set", "pretrain_steps=30"],
-                                  ["--set", "pretrain_steps=0"]])
+                                  ["--set", "pretrain_steps=0"],
+                                  ["--steps", "200", "--set", "steps=300"],
+                                  ["--set", "steps=0"]])
 def test_a_pretraining_length_given_twice_or_out_of_range_is_refused(heuristic_3m, tmp_path,
                                                                       capsys, argv):
     runs = tmp_path / "runs"
     code, out, err = bench(["run", "ft-qmix", "--map", "3m", "--dataset", "heuristic", "--seed",
                             "0", "--runs-dir", str(runs), *argv], capsys)
-    assert code == 2 and "pretrain_steps" in err and len(err.strip().splitlines()) == 1, err
+    key = argv[-1].partition("=")[0]
+    assert code == 2 and key in err and len(err.strip().splitlines()) == 1, err
     assert not runs.exists()
 
 BAD = [

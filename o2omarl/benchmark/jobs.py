@@ -23,11 +23,11 @@ class JobSpec:
     method: str
     map_name: str
     seed: int
-    steps: int  # online env steps
     dataset: DatasetRecord | None
     backend: str = DEFAULT_BACKEND
     device: str = "cpu"
-    config: object = None  # the method's resolved config dataclass (pretrain_steps included)
+    # The method's resolved config dataclass: the only settings a job reads (its budgets too)
+    config: object = None
     # A variant's name (e.g. "ft-qmix_eps0.2" for ft-qmix with other settings): its folder and
     # its name in reports, so variants of one method sit side by side in one run store.
     label: str | None = None
@@ -38,6 +38,11 @@ class JobSpec:
     @property
     def name(self) -> str:
         return self.label or self.method
+
+    @property
+    def steps(self) -> int:
+        """Online env steps."""
+        return self.config.steps
 
     @property
     def pretrain_steps(self) -> int:
@@ -78,11 +83,13 @@ def resolve_maps(map_name: str | None, dataset: str | None, backend: str) -> lis
     return maps
 
 
-def check_request(map_name: str | None, dataset: str | None, seeds: list[int], steps: int,
-                  pretrain_steps: int | None, backend: str = DEFAULT_BACKEND) -> list[str]:
+def check_request(map_name: str | None, dataset: str | None, seeds: list[int],
+                  steps: int | None, pretrain_steps: int | None,
+                  backend: str = DEFAULT_BACKEND) -> list[str]:
     """The checks that need no method: budgets, seeds, maps, a dataset named (it must exist and
     fit every map); returns the maps to run on."""
-    positive("--steps", steps)
+    if steps is not None:
+        positive("--steps", steps)
     if pretrain_steps is not None:
         positive("--pretrain-steps", pretrain_steps)
     if not seeds:
@@ -112,12 +119,14 @@ def check_methods(methods: list[str], load: bool = True) -> list[type]:
 
 
 def plan(methods: list[str], map_name: str | None, dataset: str | None, seeds: list[int],
-         steps: int, pretrain_steps: int | None = None, backend: str = DEFAULT_BACKEND,
-         device: str = "cpu", overrides: dict | None = None) -> list[JobSpec]:
+         steps: int | None = None, pretrain_steps: int | None = None,
+         backend: str = DEFAULT_BACKEND, device: str = "cpu",
+         overrides: dict | None = None) -> list[JobSpec]:
     """Validate everything before any folder is made; one JobSpec per map x method x seed.
 
-    `pretrain_steps` (`--pretrain-steps`; None: the config's default) is one more override,
-    below `overrides`: the configs are the only place it lands, range-checked with the rest."""
+    The budgets `steps` (`--steps`) and `pretrain_steps` (`--pretrain-steps`; None: the
+    config's defaults) are overrides below `overrides`: the configs are the only place they
+    land, range-checked with the rest."""
     if not methods:  # said first, before any other check
         check_methods(methods)
     maps = check_request(map_name, dataset, seeds, steps, pretrain_steps, backend)
@@ -125,8 +134,9 @@ def plan(methods: list[str], map_name: str | None, dataset: str | None, seeds: l
     from o2omarl.qmix import build_configs
     from o2omarl.qmix.updates import learner_mode
 
-    if pretrain_steps is not None:
-        overrides = {"pretrain_steps": pretrain_steps, **(overrides or {})}
+    budgets = {k: v for k, v in (("steps", steps), ("pretrain_steps", pretrain_steps))
+               if v is not None}
+    overrides = {**budgets, **(overrides or {})}
     configs = build_configs([cls.Config for cls in classes], overrides or {}, methods)
     mode = learner_mode(device)  # a bad O2OMARL_LEARNER or O2OMARL_CORES fails here
     jobs = []
@@ -143,7 +153,7 @@ def plan(methods: list[str], map_name: str | None, dataset: str | None, seeds: l
             record = None  # e.g. `qmix` alone beside a medium tier of an older state format
         for cls, config in zip(classes, configs):
             for seed in seeds:
-                jobs.append(JobSpec(cls.name, m, seed, steps, record, backend, device, config,
+                jobs.append(JobSpec(cls.name, m, seed, record, backend, device, config,
                                     learner_mode=mode))
     return jobs
 

@@ -119,6 +119,10 @@ def job_config(job: JobSpec) -> dict:
             "git_commit": store.git_commit(), "device": job.device}
 
 
+def config_defaults(job: JobSpec) -> dict:
+    return type(job.config)().to_dict()
+
+
 def fingerprint(job_config: dict) -> dict:
     """What must match for an existing run folder to be this job (resume or skip)."""
     keys = ("method", "label", "map", "backend", "seed", "steps", "pretrain_steps", "dataset",
@@ -132,11 +136,12 @@ def check_run_dirs(jobs: list[JobSpec], runs_dir: Path) -> None:
     """Before any job starts: no job may land in a folder holding other settings."""
     for job in jobs:
         if job.run_dir(runs_dir).exists():
-            check_same(job.run_dir(runs_dir), job_config(job))
+            check_same(job.run_dir(runs_dir), job_config(job), config_defaults(job))
 
 
-def check_same(run_dir: Path, config: dict) -> None:
-    """Refuse to skip or resume a folder that holds a run with other settings."""
+def check_same(run_dir: Path, config: dict, defaults: dict | None = None) -> None:
+    """Refuse to skip or resume a folder that holds a run with other settings (`defaults`: the
+    config's defaults, for settings added since that folder was written)."""
     try:
         old = json.loads((run_dir / "config.json").read_text())
     except (OSError, ValueError):
@@ -149,6 +154,13 @@ def check_same(run_dir: Path, config: dict) -> None:
                          f"{version}, this one reads up to {STORE_VERSION}); upgrade, or use "
                          "another --runs-dir")
     a, b = fingerprint(old), fingerprint(config)
+    # A setting added since that folder was written (its config lacks the key) counts as
+    # equal when the folder's top level holds the same value (the budgets `steps` and
+    # `pretrain_steps` were there first) or it is at its default now.
+    if isinstance(a["config"], dict) and isinstance(b["config"], dict):
+        for key in b["config"].keys() - a["config"].keys():
+            if b["config"][key] in (old.get(key), (defaults or {}).get(key)):
+                a["config"][key] = b["config"][key]
     if a != b:
         diff = [k for k in a if a[k] != b[k]]
         if "config" in diff:

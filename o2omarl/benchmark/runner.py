@@ -41,6 +41,7 @@ from o2omarl.benchmark.rundir import (
     TensorBoardLog,
     check_run_dirs,
     check_same,
+    config_defaults,
     job_config,
     read_state,
     remove_event_files,
@@ -98,7 +99,7 @@ def run_job(job: JobSpec, runs_dir: Path, say=print, cache_dir: Path | None = No
     run_dir = job.run_dir(runs_dir)
     config = job_config(job)
     if run_dir.exists():
-        check_same(run_dir, config)
+        check_same(run_dir, config, config_defaults(job))
     if read_state(run_dir) == "done":
         say(f"{run_dir}: already done, skipped")
         rows = read_jsonl(run_dir / "metrics.jsonl")

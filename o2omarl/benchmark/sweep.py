@@ -30,12 +30,12 @@ from __future__ import annotations
 import contextlib
 import re
 from dataclasses import dataclass, field, replace
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import yaml
 
 from o2omarl.errors import UsageError, one_of
+from o2omarl.settings import parse_count
 
 DEVICES = ("auto", "cpu", "cuda")
 # A variant's name is a folder of the run store: no separators, nothing hidden.
@@ -55,8 +55,8 @@ class Sweep:
     methods: list[str]
     tasks: list[tuple[str | None, str | None]]  # None: as `bench run` without --map / --dataset
     seeds: list[int]
-    steps: int
-    pretrain_steps: int | None  # None: each method's config default
+    steps: int | None  # None: each method's config default (as for pretrain_steps)
+    pretrain_steps: int | None
     overrides: dict = field(default_factory=dict)  # --set, for every method and variant
     variants: dict[str, Variant] = field(default_factory=dict)
     runs_dir: str = "runs"
@@ -65,22 +65,6 @@ class Sweep:
     workers: int | None = None  # None: one per core
     executor: str = "local"
     address: str | None = None
-
-
-def parse_count(value) -> int:
-    """A whole number as researchers write budgets: 100000, 100_000, 1e5, 100k, 2M (ValueError
-    otherwise)."""
-    if isinstance(value, bool):
-        raise ValueError(value)
-    text = str(value).strip().replace("_", "")
-    scale = {"k": 1000, "m": 1_000_000}.get(text[-1:].lower(), 1)
-    try:
-        number = Decimal(text[:-1] if scale > 1 else text) * scale
-    except InvalidOperation:
-        raise ValueError(value) from None
-    if not number.is_finite() or number != number.to_integral_value():
-        raise ValueError(value)
-    return int(number)
 
 
 # -- the command line -----------------------------------------------------------------------------
@@ -340,10 +324,11 @@ def plan_sweep(sweep: Sweep, say=print) -> list:
     for map_name, dataset in sweep.tasks:
         check_request(map_name, dataset, sweep.seeds, sweep.steps, sweep.pretrain_steps,
                       sweep.backend)
-    if sweep.pretrain_steps is not None and "pretrain_steps" in sweep.overrides:
-        raise UsageError(f"the pretraining length is given twice (--pretrain-steps / "
-                         f"pretrain_steps: {sweep.pretrain_steps} and --set / set: "
-                         f"pretrain_steps={sweep.overrides['pretrain_steps']}); give it once")
+    for key, value in (("steps", sweep.steps), ("pretrain_steps", sweep.pretrain_steps)):
+        if value is not None and key in sweep.overrides:
+            flag = "--" + key.replace("_", "-")
+            raise UsageError(f"{key} is given twice ({flag} / {key}: {value} and --set / set: "
+                             f"{key}={sweep.overrides[key]}); give it once")
     check_methods([*sweep.methods, *(v.method for v in sweep.variants.values())], load=False)
     from o2omarl.devices import resolve_device
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -112,8 +112,11 @@ def collect_tiers(map_name: str, tiers: list[str], episodes: int = 1000, seed: i
     positive("--train-steps", train_steps)
     info = env_info(map_name, backend)
     cfg = Qmix.Config.build(**{"eval_interval": BEHAVIOUR_EVAL_INTERVAL, **(overrides or {})})
+    # The budget is train_steps; the config's own `steps` (added later) stays out, so behaviour
+    # folders and dataset versions made before it are still found.
+    config = {k: v for k, v in cfg.to_dict().items() if k != "steps"}
     settings = {"map": map_name, "backend": backend, "seed": seed, "train_steps": train_steps,
-                "config": cfg.to_dict(), "targets": TIER_TARGETS, "env": info.to_dict()}
+                "config": config, "targets": TIER_TARGETS, "env": info.to_dict()}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     folder = store.root() / ".o2omarl" / "behaviours" / backend / map_name / digest
     folder.mkdir(parents=True, exist_ok=True)
@@ -156,8 +159,9 @@ def _train_behaviour(info, cfg, seed, train_steps, tiers, snaps, digest, report,
     """Train the behaviour QMIX as a resumable job of `bench run`'s harness, in the snapshot
     folder: a killed or interrupted collection keeps its checkpoint and snapshots, and the same
     command resumes it. The job ends as soon as every wanted snapshot exists."""
-    job = JobSpec(Qmix.name, info.map_name, seed, train_steps, None, info.backend,
-                  config=cfg, label=BEHAVIOUR_LABEL, learner_mode=learner_mode("cpu"))
+    job = JobSpec(Qmix.name, info.map_name, seed, None, info.backend,
+                  config=replace(cfg, steps=train_steps), label=BEHAVIOUR_LABEL,
+                  learner_mode=learner_mode("cpu"))
     wanted = [t for t in TIER_TARGETS if t in tiers or (t == "medium" and "replay" in tiers)]
     rollout_env = make_env(info.map_name, SNAPSHOT_EPISODES // 2, info.backend)
     runs_dir = snaps["poor"].parent

@@ -31,7 +31,7 @@ class Count(click.ParamType):
     name = "count"
 
     def convert(self, value, param, ctx):
-        from o2omarl.benchmark.sweep import parse_count  # one rule for the CLI and sweep files
+        from o2omarl.settings import parse_count  # one rule: CLI, sweep files and --set
 
         try:
             return parse_count(value)

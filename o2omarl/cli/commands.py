@@ -113,8 +113,9 @@ def _summary(res) -> None:
 @click.option("--seeds", type=int, default=None, help="Run N seeds (default 1).")
 @click.option("--seed-offset", type=int, default=0, show_default=True,
               help="With --seeds N: run seeds OFFSET..OFFSET+N-1.")
-@click.option("--steps", type=COUNT, default=100_000, show_default=True,
-              help="Online env steps per run.")
+@click.option("--steps", type=COUNT, default=None,
+              help="Online env steps per run  [default: the config's steps; the same as --set "
+                   "steps=N].")
 @click.option("--pretrain-steps", type=COUNT, default=None,
               help="Offline updates (cached per dataset, settings and seed)  [default: the "
                    "config's pretrain_steps; the same as --set pretrain_steps=N].")

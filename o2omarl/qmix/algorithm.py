@@ -25,7 +25,7 @@ from o2omarl.qmix.learner import Learner, LearnerConfig
 from o2omarl.qmix.monitor import Log
 from o2omarl.qmix.pretrain import PretrainConfig, pretrain
 from o2omarl.qmix.train import OnlineConfig, OnlineTraining, Parts
-from o2omarl.settings import setting
+from o2omarl.settings import parse_count, setting
 
 # (what is accepted, test) for the numeric ranges of config fields
 POSITIVE = ("a number > 0", lambda v: v > 0)
@@ -87,7 +87,8 @@ class QmixConfig(LearnerConfig, OnlineConfig):
     RANGES: ClassVar[dict] = {
         **dict.fromkeys(("hidden", "mixer_embed", "hypernet_hidden", "target_update_interval",
                          "num_envs", "batch_size", "buffer_episodes", "eval_episodes",
-                         "eps_anneal_steps", "pretrain_steps", "pretrain_batch_size", "lr",
+                         "eps_anneal_steps", "steps", "pretrain_steps", "pretrain_batch_size",
+                         "lr",
                          "grad_clip", "updates_per_episode"), POSITIVE),
         **dict.fromkeys(("eval_interval", "pretrain_eval_interval", "cql_alpha", "cfcql_alpha",
                          "cfcql_temperature"), NON_NEGATIVE),
@@ -145,10 +146,8 @@ def _cast(key: str, value, kind: type):
             return value if isinstance(value, bool) else str(value).lower() == "true"
     else:
         try:
-            cast = kind(value)
-            if kind is int and cast != float(value):
-                raise ValueError
-            return cast
+            # integers as budgets are written (--steps' rule): 2000, 2_000, 2e3, 2k
+            return parse_count(value) if kind is int else kind(value)
         except (TypeError, ValueError):
             pass
     raise UsageError(f"{key}={value!r} is not a valid {kind.__name__}")

@@ -31,6 +31,7 @@ from o2omarl.settings import setting
 
 @dataclass
 class OnlineConfig:
+    steps: int = setting(100_000, "online env steps per run (--steps)")
     num_envs: int = setting(8, "parallel training envs")
     batch_size: int = setting(32, "episodes per update")
     buffer_episodes: int = setting(5000, "replay capacity in episodes")
