@@ -468,16 +468,20 @@ def test_load_takes_what_bench_run_dataset_takes(heuristic_3m):
         datasets.load("heuristic")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_ctrl_c_during_collection_stops_it_with_nothing_written(fresh_root, sig):
-    """The signal is honoured between steps wherever it lands (a KeyboardInterrupt raised in
-    XLA's garbage-collection callback used to be swallowed, and collection carried on)."""
+@pytest.mark.parametrize("sig, moment", [(signal.SIGINT, "win rate"),
+                                         (signal.SIGTERM, "win rate"),
+                                         (signal.SIGINT, "starting the simulator"),
+                                         (signal.SIGTERM, "starting the simulator")])
+def test_ctrl_c_during_collection_stops_it_with_nothing_written(fresh_root, sig, moment):
+    """The signal is honoured between steps wherever it lands, while the simulator starts and
+    compiles or while it collects (a KeyboardInterrupt raised in XLA's garbage-collection
+    callback used to be swallowed, and collection carried on to write the whole dataset)."""
     env = dict(os.environ, MINARI_DATASETS_PATH=str(fresh_root), PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(bench_cmd() + ["collect", "--map", MAP, "--behaviour", "heuristic",
                                            "--episodes", "20000"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for line in proc.stderr:  # wait until the rollout is under way
-        if "episodes |" in line:
+    for line in proc.stderr:  # wait for that moment
+        if moment in line:
             break
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)

@@ -304,6 +304,63 @@ def test_ray_executor_runs_two_jobs_on_a_local_ray(heuristic_3m, tmp_path, capsy
     assert _curve(base / "seed_0") == _curve(ref / "3m" / "heuristic-v0" / "ft-qmix" / "seed_0")
 
 
+def _stop_group(proc) -> tuple[str, str]:
+    """SIGTERM to the whole process group, as `timeout` and schedulers send it."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        return proc.communicate(timeout=90)  # the old handler ran the whole budget first
+    finally:
+        proc.kill()
+
+
+def test_sigterm_to_the_group_during_pretraining_stops_it(heuristic_3m, tmp_path):
+    """A stop during pretraining used to be raised from the signal handler, where XLA's gc
+    callback could swallow it: the job then trained its whole budget before exiting."""
+    runs = tmp_path / "runs"
+    argv = _argv(heuristic_3m.dataset_id, runs, 1000)
+    argv[argv.index("--pretrain-steps") + 1] = "100000"
+    argv += ["--set", "pretrain_eval_interval=20"]
+    proc = subprocess.Popen([sys.executable, "-m", "o2omarl.cli", *argv], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    cache = runs / ".pretrained"
+    while not any(read_jsonl(p) for p in cache.rglob("pretrain.jsonl")):  # under way
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    out, err = _stop_group(proc)
+    assert proc.returncode == 130, err[-2000:]
+    assert err.strip().splitlines()[-1].startswith(
+        "interrupted: stopped during offline pretraining, at update "), err[-2000:]
+    assert "Traceback" not in err and "Exception ignored" not in err
+    run_dir = runs / "3m" / "heuristic-v0" / "ft-qmix" / "seed_0"
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "stopped"
+    assert not list(cache.rglob("model.pt"))  # nothing half-trained is cached
+
+
+@pytest.mark.parametrize("learner", ["inline", "process"])
+def test_sigterm_to_the_group_while_fine_tuning_checkpoints(heuristic_3m, tmp_path, learner):
+    """`timeout`/a scheduler signal every process of the group: the learner process used to
+    die of it first, and the job ended `failed` ("the learner process died (exit code
+    -15)"). It is the parent's to stop: the job checkpoints and ends `stopped`, exit 130."""
+    runs = tmp_path / "runs"
+    run_dir = runs / "3m" / "heuristic-v0" / "ft-qmix" / "seed_0"
+    env = dict(os.environ, O2OMARL_LEARNER=learner)
+    proc = subprocess.Popen([sys.executable, "-m", "o2omarl.cli",
+                             *_argv(heuristic_3m.dataset_id, runs, 8000)], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    while len(read_jsonl(run_dir / "metrics.jsonl")) < 2:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    out, err = _stop_group(proc)
+    assert proc.returncode == 130, err[-2000:]
+    assert err.strip().splitlines()[-1].startswith("interrupted: stopped ft-qmix seed 0"), err
+    assert "learner process died" not in err
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["state"] == "stopped" and 0 < status["env_step"] < 8000
+    assert Checkpoint.read(run_dir / "checkpoint.pt").training["rollout"]["env_steps"] == \
+        status["env_step"]
+
 def test_sigterm_to_a_parallel_run_checkpoints_every_worker(heuristic_3m, tmp_path):
     """SIGTERM reaches only the parent; it passes the stop on, each worker checkpoints, the
     command exits 130 (it used to wait forever on the job not yet started), and the rerun
@@ -328,7 +385,7 @@ def test_sigterm_to_a_parallel_run_checkpoints_every_worker(heuristic_3m, tmp_pa
         status = json.loads((base / f"seed_{s}" / "status.json").read_text())
         assert status["state"] == "stopped", status
         ckpt = Checkpoint.read(base / f"seed_{s}" / "checkpoint.pt")
-        assert ckpt["training"]["rollout"]["env_steps"] == status["env_step"]
+        assert ckpt.training["rollout"]["env_steps"] == status["env_step"]
     assert not (base / "seed_2" / "status.json").exists()
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr

@@ -40,9 +40,11 @@ def reads_dataset(method, job: JobSpec, cache_dir: Path) -> bool:
     return method.uses_offline_data or (method.uses_offline_init and uncached)
 
 
-def load_or_pretrain(method, job: JobSpec, cache_dir: Path, dataset, eval_env, say) -> Path:
-    """Load cached offline weights into `method`, or train them on `dataset()` and cache them;
-    returns the cache folder (its pretrain.jsonl is the pretraining's log)."""
+def load_or_pretrain(method, job: JobSpec, cache_dir: Path, dataset, eval_env, say,
+                     should_stop=None) -> Path:
+    """Load cached offline weights into `method`, or train them on `dataset()` and cache them
+    (`should_stop()` polled between updates); returns the cache folder (its pretrain.jsonl is
+    the pretraining's log)."""
     folder = cache_folder(method, job, cache_dir)
     model = folder / "model.pt"
     # Waiting on the lock lets a second job needing the same weights reuse the first's work.
@@ -58,7 +60,7 @@ def load_or_pretrain(method, job: JobSpec, cache_dir: Path, dataset, eval_env, s
         say(f"offline pretraining on {job.dataset.dataset_id}: {job.pretrain_steps} updates")
         with contextlib.closing(TensorBoardLog(folder, JsonLines(log_path), "update",
                                                prefix="offline/")) as log:
-            method.pretrain(dataset(), log, eval_env)
+            method.pretrain(dataset(), log, eval_env, should_stop)
         write_json(folder / "key.json", cache_key(method, job))
         method.save(model)
     return folder

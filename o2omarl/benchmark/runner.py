@@ -60,13 +60,14 @@ __all__ = ["JobSpec", "JsonLines", "StopFlag", "check_run_dirs", "git_commit", "
 
 
 class StopFlag:
-    """Ctrl-C / SIGTERM while armed sets a flag the training loop polls between steps, so it
-    stops in a state a checkpoint can hold. Unarmed (or a second signal), the usual
-    KeyboardInterrupt: nothing in progress is worth saving there (e.g. pretraining, which
-    reruns deterministically)."""
+    """Ctrl-C / SIGTERM sets a flag that the loops poll (pretraining between updates, the
+    online loop between steps, the job between its phases), so a job stops within seconds in a
+    state it can report, and online where a checkpoint can hold it. The handler never raises:
+    an exception raised there can land in XLA's garbage-collection callback, which prints and
+    swallows it, and the job would run its whole budget."""
 
     def __init__(self, parent_pid: int | None = None):
-        self.armed = self.set = False
+        self.set = False
         self.parent_pid = parent_pid  # a pool worker also stops if its parent has died
 
     def __call__(self) -> bool:
@@ -74,9 +75,12 @@ class StopFlag:
             self.set = True
         return self.set
 
+    def check(self, where: str) -> None:
+        """Interrupted here if a stop was asked for (between a job's phases)."""
+        if self():
+            raise Interrupted(f"stopped {where}; the same command resumes")
+
     def _handle(self, signum, frame):
-        if not self.armed or self.set:
-            raise KeyboardInterrupt
         self.set = True
 
     @contextlib.contextmanager
@@ -127,7 +131,8 @@ def run_job(job: JobSpec, runs_dir: Path, say=print, cache_dir: Path | None = No
             training, complete = _train(method, job, cache_dir, run_dir, log, resume, stop,
                                         dataset, on_eval)
         except BaseException as e:
-            state = "stopped" if isinstance(e, KeyboardInterrupt) else "failed"
+            stopped = isinstance(e, (KeyboardInterrupt, Interrupted))
+            state = "stopped" if stopped else "failed"
             write_status(run_dir, state, error=str(e) or type(e).__name__)
             full_disk = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
             if isinstance(e, (BenchError, KeyboardInterrupt)) or full_disk:  # said as they are
@@ -155,9 +160,11 @@ def _train(method, job: JobSpec, cache_dir: Path, run_dir: Path, say, resume,
     """Pretrain (or load the cache), then fine-tune, checkpointing after every evaluation;
     returns the `OnlineTraining` and whether the job is complete (budget spent, or `on_eval`
     ended it); if not, it was stopped and checkpointed where it stopped."""
+    stop.check(f"{job.name} seed {job.seed} before it started")
     eval_env = make_env(job.map_name, method.cfg.eval_episodes, job.backend)
     if method.uses_offline_init:
-        cached = load_or_pretrain(method, job, cache_dir, dataset, eval_env, say)
+        cached = load_or_pretrain(method, job, cache_dir, dataset, eval_env, say, stop)
+        stop.check(f"{job.name} seed {job.seed} after pretraining (its weights are cached)")
         # the run carries its pretraining's log (the report's pretraining table reads it)
         log_path = cached / "pretrain.jsonl"
         if log_path.exists():
@@ -194,11 +201,7 @@ def _train(method, job: JobSpec, cache_dir: Path, run_dir: Path, say, resume,
             ended = bool(on_eval and on_eval(method, training, step, row))
             return ended
 
-        stop.armed = True
-        try:
-            training.run(on_eval=after_eval, should_stop=stop)
-        finally:
-            stop.armed = False
+        training.run(on_eval=after_eval, should_stop=stop)
         if ended:
             training.close()  # the learner process, if any: run() keeps it for a resume
         if training.finished or ended:

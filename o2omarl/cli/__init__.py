@@ -9,7 +9,9 @@ Library errors (`o2omarl.errors`) become one line on stderr and exit code 2 (usa
 from __future__ import annotations
 
 import errno
+import signal
 import sys
+import threading
 import traceback
 
 import click
@@ -77,12 +79,28 @@ def cli(ctx, debug):
     ctx.obj = {"debug": debug}
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM (`timeout`, schedulers) stops like Ctrl-C
+
+
 def main(argv=None) -> None:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    # Until a command's loop installs its own stop flag (run, collect), SIGTERM is Ctrl-C:
+    # exit 130 with a line, never killed mid-write by the default handler.
+    main_thread = threading.current_thread() is threading.main_thread()
+    before = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
+    try:
+        _main(argv, debug)
+    finally:
+        if main_thread:  # `main` called in-process (tests, scripts) leaves SIGTERM as it was
+            signal.signal(signal.SIGTERM, before)
+
+
+def _main(argv, debug: bool) -> None:
     try:
         cli.main(args=argv, standalone_mode=False, prog_name="bench")
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+    except click.exceptions.Abort:  # click's form of a KeyboardInterrupt
+        click.echo("interrupted", err=True)
         sys.exit(130)
     except click.ClickException as e:
         e.show()

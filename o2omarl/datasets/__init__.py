@@ -64,27 +64,34 @@ def collect(
         same = store.find_same(backend, map_name, tier, settings)
         if same is not None:
             return CollectResult(same, reused=True)
-        env = make_env(map_name, num_envs, backend)
-        pol = policy or make_builtin(behaviour, env, seed)
-        if epsilon > 0:
-            # A recurrent policy must see the action actually taken, so it explores itself.
-            pol = pol.with_epsilon(epsilon) if hasattr(pol, "with_epsilon") else \
-                EpsilonMix(pol, epsilon, seed)
-        start = time.monotonic()
-        rollout = Rollout(env, pol, seed)
         bar = Progress(f"collect {backend}/{map_name}/{tier}", episodes, "episodes",
                        rate_unit="env-steps")
         wins = []
-
-        def on_episode(ep: Episode) -> None:
-            wins.append(ep.won)
-            if show_progress:
-                bar.update(len(wins), f"win rate {sum(wins) / len(wins):.2f}",
-                           rate=rollout.steady_rate())
-
         try:
-            with interrupts.deferred() as interrupt:  # Ctrl-C is honoured between steps
+            # Ctrl-C / SIGTERM from here on set a flag, honoured between steps (and once the
+            # simulator is built): a KeyboardInterrupt raised while XLA compiles or collects
+            # garbage would be swallowed, and the whole dataset written.
+            with interrupts.deferred() as interrupt:
+                if show_progress:  # the simulator's start-up and first step take seconds
+                    bar.update(0, "starting the simulator", force=True)
+                env = make_env(map_name, num_envs, backend)
+                pol = policy or make_builtin(behaviour, env, seed)
+                if epsilon > 0:
+                    # A recurrent policy must see the action actually taken: it explores itself.
+                    pol = pol.with_epsilon(epsilon) if hasattr(pol, "with_epsilon") else \
+                        EpsilonMix(pol, epsilon, seed)
+                start = time.monotonic()
+                rollout = Rollout(env, pol, seed)
+                interrupt.check()
+
+                def on_episode(ep: Episode) -> None:
+                    wins.append(ep.won)
+                    if show_progress:
+                        bar.update(len(wins), f"win rate {sum(wins) / len(wins):.2f}",
+                                   rate=rollout.steady_rate())
+
                 eps = rollout.collect(episodes, on_episode, interrupt)
+                interrupt.check()
         except KeyboardInterrupt:
             raise Interrupted(f"collection of {backend}/{map_name}/{tier} stopped after "
                               f"{len(wins)} of {episodes} episodes; nothing was written; the "

@@ -185,12 +185,14 @@ class QmixO2O:
         return ()
 
     # -- operations the runner needs ---------------------------------------------------------
-    def pretrain(self, data: EpisodeArrays, log: Log, eval_env: VecEnv | None = None) -> dict:
-        """Offline QMIX + conservative term on `data`; leaves the weights in this method."""
+    def pretrain(self, data: EpisodeArrays, log: Log, eval_env: VecEnv | None = None,
+                 should_stop=None) -> dict:
+        """Offline QMIX + conservative term on `data`; leaves the weights in this method.
+        `should_stop()`, polled between updates, ends it early (Interrupted)."""
         offline = Learner(self.info, self.cfg, self.device,
                           extra_losses=(self.cfg.offline_loss_term(),))
         row = pretrain(offline, ReplayBuffer.from_arrays(data, self.info),
-                       self.cfg.pretrain_config(), self.seed, log, eval_env)
+                       self.cfg.pretrain_config(), self.seed, log, eval_env, should_stop)
         self.load_pretrained(offline.state_dict())
         return row
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
 from o2omarl.envs.base import VecEnv
+from o2omarl.errors import Interrupted
 from o2omarl.progress import Progress
 from o2omarl.protocol import EVAL_EPISODES, eval_seed, stream
 from o2omarl.qmix.acting import evaluate
@@ -41,8 +43,11 @@ def pretrain(
     seed: int,
     log: Log,
     eval_env: VecEnv | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> dict:
-    """Offline training on dataset episodes (the learner carries the conservative loss term)."""
+    """Offline training on dataset episodes (the learner carries the conservative loss term).
+    `should_stop()` is polled between updates (Ctrl-C, SIGTERM): Interrupted, nothing kept
+    (pretraining reruns deterministically from its seed)."""
     rng = np.random.default_rng(stream(seed, "offline_batches"))
     window, row = Window(), {}
     bar = Progress("pretrain", cfg.steps, "updates")
@@ -52,6 +57,11 @@ def pretrain(
     start = time.monotonic()
     for i, batch in enumerate(_prefetched(data, cfg.batch_size, rng, learner.device,
                                           cfg.steps), start=1):
+        if should_stop is not None and should_stop():
+            bar.close()
+            raise Interrupted(f"stopped during offline pretraining, at update {i - 1:,} of "
+                              f"{cfg.steps:,}; pretraining is not kept midway: the same command "
+                              "starts it again")
         metrics = learner.update(batch)
         check_finite(metrics, f"offline update {i}", "no pretrained weights were cached")
         for k, v in metrics.items():

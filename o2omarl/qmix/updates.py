@@ -219,7 +219,10 @@ def _from_numpy(packed, device):
 
 def _serve(conn, learner_bytes: bytes, info, capacity: int) -> None:
     """The learner process: one request at a time, in order, until the pipe closes."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    # Ctrl-C and a scheduler's SIGTERM (to the whole process group) are the parent's to
+    # handle: it stops at a step it can checkpoint, then closes this process.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     torch.set_num_threads(1)
     overlap_target_unroll(False)  # no side thread for target networks: the other core is busy
     learner: Learner = torch.load(io.BytesIO(learner_bytes), weights_only=False)
