@@ -40,6 +40,15 @@ def one_of(kind: str, value, accepted) -> UsageError:
                       f"{', '.join(map(str, accepted))}")
 
 
+def check_seed(name: str, value) -> None:
+    """A seed: an integer in [0, MAX_SEED] (numpy refuses negatives, C longs overflow)."""
+    from o2omarl.protocol import MAX_SEED
+
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+        raise UsageError(f"{name} {value} is not accepted; accepted: an integer in "
+                         f"[0, {MAX_SEED:,}]")
+
+
 def positive(name: str, value) -> None:
     """Reject zero and negative counts and budgets with one line naming the value."""
     if value is None or value <= 0:

@@ -32,6 +32,9 @@ CALIBRATED = (0.75, 1.33)
 STREAMS = {"epsilon_mix": 1, "actor": 2, "online_batches": 3, "offline_batches": 4}
 # The battles every evaluation of a run plays, offset far from the training envs' seeds.
 EVAL_SEED_OFFSET = 1_000_003
+# Seeds users give (--seed, --seeds, --seed-offset, sweep files): every generator (numpy,
+# torch, the simulator's keys) takes them, offsets added, without overflow.
+MAX_SEED = 2**31 - 1
 
 
 def default_eval_interval(budget: int) -> int:

@@ -87,6 +87,24 @@ def test_the_memory_without_offline_weights_is_refused(small, tmp_path, capsys, 
     assert (job.config.init, job.config.use_ovm) == ("random", False)
 
 
+
+@pytest.mark.parametrize("seed", ["-1", str(2**31), "99999999999999999999999"])
+@pytest.mark.parametrize("command", ["collect", "run", "eval"])
+def test_a_seed_no_generator_takes_is_one_line(small, tmp_path, capsys, seed, command):
+    """Negative seeds and seeds beyond 64 bits were numpy/C tracebacks."""
+    runs = tmp_path / "runs"
+    argv = {"collect": ["collect", "--map", MAP, "--behaviour", "heuristic", "--episodes", "5"],
+            "run": ["run", "ft-qmix", "--map", MAP, "--dataset", small.dataset_id, "--steps",
+                    "200", "--runs-dir", str(runs)],
+            "eval": ["eval", str(tmp_path / "model.pt")]}[command]
+    code, _, err = bench(argv + ["--seed", seed], capsys)
+    assert code == 2, err
+    expected = f"{seed} is not accepted; accepted: an integer in [0, 2,147,483,647]"
+    if command == "run" and seed == "-1":  # bench run's own line (test_qmix)
+        expected = "seed -1 is negative; --seed and --seed-offset accept integers >= 0"
+    assert one_line(err).endswith(expected), err
+    assert not runs.exists()
+
 @pytest.mark.parametrize("typo, named", [
     (["run", "ovmes"], "unknown method 'ovmes' (did you mean 'ovmse'?); accepted:"),
     (["run", "ft-qmix", "--set", "hiden=8"], "unknown setting 'hiden' (did you mean 'hidden'?)"),

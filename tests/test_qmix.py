@@ -692,6 +692,10 @@ def test_bench_run_missing_dataset_names_the_collect_command(fresh_root, tmp_pat
     ("offline_loss=bcq", "offline_loss='bcq' is not accepted; accepted: cql, cfcql"),
     ("cfcql_alpha=-1", "cfcql_alpha=-1.0 is not accepted; accepted: a number >= 0"),
     ("cfcql_temperature=-0.5", "cfcql_temperature=-0.5 is not accepted"),
+    # settings that cannot train: once accepted, they ran to "done" with 0 updates
+    ("buffer_episodes=16", "batch_size=32 is larger than buffer_episodes=16: the replay can "
+                           "never hold one batch"),
+    ("batch_size=1e9", "batch_size=1000000000 is larger than buffer_episodes=5000"),
 ])
 def test_bench_run_rejects_bad_settings_before_any_job(heuristic_3m, tmp_path, capsys, setting,
                                                        named):

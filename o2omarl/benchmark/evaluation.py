@@ -19,7 +19,7 @@ import numpy as np
 from o2omarl import atomic
 from o2omarl.envs import env_info, make_env
 from o2omarl.envs.smax import split_step_key
-from o2omarl.errors import BenchError, UsageError, positive
+from o2omarl.errors import BenchError, UsageError, check_seed, positive
 from o2omarl.protocol import EVAL_EPISODES, eval_seed
 from o2omarl.qmix import QmixO2O
 from o2omarl.qmix.acting import greedy_episodes
@@ -133,6 +133,7 @@ def evaluate_checkpoint(path, episodes: int = EVAL_EPISODES, seed: int = 0,
     95% interval; with `render`, also a replay of one battle (`render_replay`)."""
     path = Path(path)
     positive("--episodes", episodes)
+    check_seed("--seed", seed)
     if render is not None:
         check_render_path(render)
     policy, method = load_policy(path, map_name, device)

@@ -12,7 +12,7 @@ from pathlib import Path
 from o2omarl import datasets
 from o2omarl.datasets import DatasetRecord, store
 from o2omarl.envs import DEFAULT_BACKEND, env_info
-from o2omarl.errors import UsageError, one_of, positive
+from o2omarl.errors import UsageError, check_seed, one_of, positive
 from o2omarl.methods import NAMES
 
 DEFAULT_TIER = "medium"
@@ -97,6 +97,7 @@ def check_request(map_name: str | None, dataset: str | None, seeds: list[int],
     if min(seeds) < 0:
         raise UsageError(f"seed {min(seeds)} is negative; --seed and --seed-offset accept "
                          "integers >= 0")
+    check_seed("seed", max(seeds))
     maps = resolve_maps(map_name, dataset, backend)
     for m in maps if dataset is not None else []:
         datasets.check_fits(datasets.resolve(dataset, m, backend), env_info(m, backend))

@@ -26,7 +26,7 @@ from o2omarl.benchmark.runner import run_job
 from o2omarl.datasets import store
 from o2omarl.envs import DEFAULT_BACKEND, MAX_RETURN, env_info, make_env
 from o2omarl.episodes import Rollout
-from o2omarl.errors import UsageError, one_of, positive
+from o2omarl.errors import UsageError, check_seed, one_of, positive
 from o2omarl.qmix import QmixO2O
 from o2omarl.qmix.updates import learner_mode
 
@@ -109,6 +109,7 @@ def collect_tiers(map_name: str, tiers: list[str], episodes: int = 1000, seed: i
                   backend: str = DEFAULT_BACKEND, overrides: dict | None = None,
                   say=print) -> TierReport:
     positive("--episodes", episodes)
+    check_seed("--seed", seed)
     positive("--train-steps", train_steps)
     info = env_info(map_name, backend)
     cfg = Qmix.Config.build(**{"eval_interval": BEHAVIOUR_EVAL_INTERVAL, **(overrides or {})})

@@ -12,7 +12,7 @@ from o2omarl.datasets.policies import BUILTIN_BEHAVIOURS, EpsilonMix, Policy, ma
 from o2omarl.datasets.store import DatasetRecord, resolve
 from o2omarl.envs import DEFAULT_BACKEND, env_info, make_env
 from o2omarl.episodes import Episode, Rollout
-from o2omarl.errors import Interrupted, UsageError, one_of, positive
+from o2omarl.errors import Interrupted, UsageError, check_seed, one_of, positive
 from o2omarl.progress import Progress
 
 DEFAULT_NUM_ENVS = 32
@@ -47,6 +47,7 @@ def collect(
     """
     positive("--episodes", episodes)
     positive("number of parallel envs", num_envs)
+    check_seed("--seed", seed)
     if not 0.0 <= epsilon <= 1.0:
         raise UsageError(f"--epsilon must be in [0, 1], got {epsilon}")
     info = env_info(map_name, backend)  # unknown map -> UsageError listing the maps

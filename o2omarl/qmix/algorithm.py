@@ -124,6 +124,10 @@ class QmixConfig(LearnerConfig, OnlineConfig):
             value = getattr(self, key)
             if not ok(value):
                 raise UsageError(f"{key}={value!r} is not accepted; accepted: {accepted}")
+        if self.batch_size > self.buffer_episodes:  # learning waits for a full batch: forever
+            raise UsageError(f"batch_size={self.batch_size} is larger than buffer_episodes="
+                             f"{self.buffer_episodes}: the replay can never hold one batch, so "
+                             "no update would run; accepted: batch_size <= buffer_episodes")
 
 
 def build_configs(config_classes: list[type], overrides: dict, names: list[str]) -> list:
