@@ -105,6 +105,19 @@ def test_a_seed_no_generator_takes_is_one_line(small, tmp_path, capsys, seed, co
     assert one_line(err).endswith(expected), err
     assert not runs.exists()
 
+
+@pytest.mark.parametrize("extra, behaviour, flag", [
+    (["--tiers", "medium"], "heuristic", "--tiers applies to --behaviour qmix only"),
+    (["--train-steps", "10k"], "random", "--train-steps applies to --behaviour qmix only"),
+    (["--tier", "mine"], "heuristic", "--tier applies to --behaviour checkpoint:PATH only"),
+])
+def test_a_collect_flag_the_behaviour_ignores_is_refused(fresh_root, capsys, extra, behaviour,
+                                                         flag):
+    code, _, err = bench(["collect", "--map", MAP, "--behaviour", behaviour, "--episodes", "5",
+                          *extra], capsys)
+    assert code == 2 and one_line(err).startswith(f"error: {flag}"), err
+    assert store.list_ids() == []
+
 @pytest.mark.parametrize("typo, named", [
     (["run", "ovmes"], "unknown method 'ovmes' (did you mean 'ovmse'?); accepted:"),
     (["run", "ft-qmix", "--set", "hiden=8"], "unknown setting 'hiden' (did you mean 'hidden'?)"),

@@ -210,3 +210,15 @@ def test_a_finished_sweep_reruns_without_the_simulator(heuristic_3m, tmp_path, c
         assert code == 0 and "ft-qmix_eps0.2" in out + "".join(
             p.read_text() for p in (tmp_path / "report").rglob("*.csv")), err
         assert not imported, f"{argv[0]} imported {imported}"
+
+
+def test_a_plan_line_says_what_will_run_before_the_first_job(heuristic_3m):
+    from o2omarl.benchmark import plan_line
+
+    jobs = plan(["ft-qmix", "qmix"], "3m", "heuristic", [0, 1], 300, 10)
+    assert plan_line(jobs, 1, 2) == (
+        "4 jobs (2 methods x 2 seeds x 1 task), 300 online env steps each, 10 offline updates "
+        "(cached per dataset, settings and seed); 1 already done; 2 at a time")
+    (one,) = plan(["qmix"], "3m", "heuristic", [0], 300)  # no pretraining: no offline part
+    assert plan_line([one], 0, 1) == "1 job (1 method x 1 seed x 1 task), 300 online env " \
+        "steps each; 1 at a time"

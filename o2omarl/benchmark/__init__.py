@@ -42,6 +42,7 @@ def run_sweep(sweep, say=print) -> list[dict]:
     # Finished jobs are skipped here: a rerun of a finished sweep starts no worker process,
     # no Ray and no simulator.
     done = [read_state(job.run_dir(runs_dir)) == "done" for job in jobs]
+    say(plan_line(jobs, sum(done), workers))
     skipped = [JobResult(job, "done", run_job(job, runs_dir, say))
                for job, d in zip(jobs, done) if d]
     todo = [job for job, d in zip(jobs, done) if not d]
@@ -54,6 +55,26 @@ def run_sweep(sweep, say=print) -> list[dict]:
              "return": f"{r.row['test_return']:.2f}" if r.row else "-",
              "run dir": str(r.job.run_dir(runs_dir)), "error": r.error}
             for r in results]
+
+
+def plan_line(jobs, finished: int, workers: int) -> str:
+    """What is about to run, before the first job: `6 jobs (2 methods x 3 seeds x 1 task),
+    100,000 online env steps each, 5,000 offline updates (cached per seed); 2 done, 2 at a
+    time`."""
+    names = sorted({j.name for j in jobs})
+    seeds = sorted({j.seed for j in jobs})
+    tasks = sorted({(j.map_name, j.dataset_label) for j in jobs})
+    budgets = sorted({j.steps for j in jobs})
+    offline = sorted({j.pretrain_steps for j in jobs if j.config.init == "offline"})
+    count = lambda n, what: f"{n} {what}{'s' if n != 1 else ''}"  # noqa: E731
+    line = (f"{count(len(jobs), 'job')} ({count(len(names), 'method')} x "
+            f"{count(len(seeds), 'seed')} x {count(len(tasks), 'task')}), "
+            f"{' / '.join(f'{b:,}' for b in budgets)} online env steps each")
+    if offline:
+        line += (f", {' / '.join(f'{b:,}' for b in offline)} offline updates (cached per "
+                 "dataset, settings and seed)")
+    return line + (f"; {finished} already done" if finished else "") + \
+        f"; {workers} at a time"
 
 
 def check_failed(rows: list[dict]) -> None:
@@ -78,4 +99,5 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["check_failed", "plan", "registry", "run_all", "run_job", "run_sweep", "seed_list"]
+__all__ = ["check_failed", "plan", "plan_line", "registry", "run_all", "run_job", "run_sweep",
+           "seed_list"]

@@ -43,7 +43,8 @@ def maps(backend):
 @click.option("--tier", "tier_name", default="checkpoint", show_default=True,
               help="With --behaviour checkpoint:PATH: the tier name of the dataset.")
 @click.option("--backend", default="smax", show_default=True)
-def collect(map_name, behaviour, tiers, episodes, epsilon, seed, num_envs, train_steps,
+@click.pass_context
+def collect(ctx, map_name, behaviour, tiers, episodes, epsilon, seed, num_envs, train_steps,
             tier_name, backend):
     """Collect offline datasets and store them as versioned Minari datasets.
 
@@ -60,6 +61,7 @@ def collect(map_name, behaviour, tiers, episodes, epsilon, seed, num_envs, train
     from o2omarl.envs import env_info
 
     env_info(map_name, backend)  # an unknown map: one line, before torch and jax are imported
+    _refuse_unused(ctx, behaviour)
     from o2omarl.benchmark.tiers import collect_any
     from o2omarl.progress import fmt_duration
 
@@ -81,6 +83,23 @@ def collect(map_name, behaviour, tiers, episodes, epsilon, seed, num_envs, train
             click.echo(f"behaviour training: {report.training['env_steps']:,} env steps in "
                        f"{fmt_duration(report.training['wall_s'])}")
         click.echo(f"total: {fmt_duration(time.monotonic() - start)}")
+
+# Options that only one kind of behaviour reads: given with another, they would be ignored.
+_ONLY_FOR = {"tiers": ("qmix", "--tiers"), "train_steps": ("qmix", "--train-steps"),
+             "tier_name": ("checkpoint:PATH", "--tier")}
+
+
+def _refuse_unused(ctx, behaviour: str) -> None:
+    from click.core import ParameterSource
+
+    from o2omarl.errors import UsageError
+
+    kind = "checkpoint:PATH" if behaviour.startswith("checkpoint:") else behaviour
+    for param, (needs, flag) in _ONLY_FOR.items():
+        if kind != needs and ctx.get_parameter_source(param) is not ParameterSource.DEFAULT:
+            raise UsageError(f"{flag} applies to --behaviour {needs} only, not {behaviour}; "
+                             "leave it out")
+
 
 def _summary(res) -> None:
     rec, s = res.record, res.record.stats
