@@ -226,3 +226,41 @@ def test_an_unusable_dataset_root_is_one_line_naming_it(tmp_path, args):
     line = one_error_line(res)
     assert f"MINARI_DATASETS_PATH '{env_root}' is not a usable folder" in line
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.fixture
+def read_only_root(tmp_path):
+    """A dataset root nobody can write, root included (the immutable flag; a chmod does not
+    stop root): a shared read-only mount as clusters serve datasets."""
+    import shutil
+
+    if shutil.which("chattr") is None:
+        pytest.skip("no chattr on this machine")
+    root = tmp_path / "shared"
+    res = bench("collect", "--map", "3m", "--behaviour", "random", "--episodes", "4",
+                "--num-envs", "4", root=root)
+    assert res.returncode == 0, res.stderr
+    if subprocess.run(["chattr", "-R", "+i", str(root)], capture_output=True).returncode:
+        pytest.skip("chattr +i is not permitted here")
+    try:
+        yield root
+    finally:
+        subprocess.run(["chattr", "-R", "-i", str(root)], capture_output=True)
+
+
+def test_a_read_only_dataset_root_serves_every_reading_command(read_only_root, tmp_path):
+    dataset = "smax/3m/random-v0"
+    for args in (["datasets", "list"], ["datasets", "show", dataset],
+                 ["datasets", "verify", dataset]):
+        res = bench(*args, root=read_only_root)
+        assert res.returncode == 0 and dataset in res.stdout, (args, res.stderr)
+    res = bench("run", "ft-qmix", "--map", "3m", "--dataset", "random", "--steps", "100",
+                "--pretrain-steps", "5", "--set", "num_envs=4", "--set", "eval_episodes=4",
+                "--set", "hidden=8", "--runs-dir", str(tmp_path / "runs"), root=read_only_root)
+    assert res.returncode == 0, res.stderr
+    # writing is refused in one line that says reading works
+    res = bench("collect", "--map", "3m", "--behaviour", "heuristic", "--episodes", "4",
+                root=read_only_root)
+    assert res.returncode == 2
+    assert "is not a usable folder (not writable); set MINARI_DATASETS_PATH to a writable " \
+           "folder to write datasets (reading works from a read-only one)" in one_error_line(res)

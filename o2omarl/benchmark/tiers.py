@@ -119,7 +119,7 @@ def collect_tiers(map_name: str, tiers: list[str], episodes: int = 1000, seed: i
     settings = {"map": map_name, "backend": backend, "seed": seed, "train_steps": train_steps,
                 "config": config, "targets": TIER_TARGETS, "env": info.to_dict()}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-    folder = store.root() / ".o2omarl" / "behaviours" / backend / map_name / digest
+    folder = store.root(write=True) / ".o2omarl" / "behaviours" / backend / map_name / digest
     folder.mkdir(parents=True, exist_ok=True)
     report = TierReport()
     wanted = [t for t in tiers if t != "replay"]

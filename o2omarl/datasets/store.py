@@ -42,26 +42,33 @@ _ID = re.compile(r"^(?P<backend>[^/]+)/(?P<map>[^/]+)/(?P<tier>[^/]+?)(-v(?P<ver
 PACKAGES = ("o2omarl", "jaxmarl", "jax", "minari", "h5py", "numpy", "torch")
 
 
-def root() -> Path:
-    """Minari's dataset root: MINARI_DATASETS_PATH, else ~/.minari/datasets."""
+def root(write: bool = False) -> Path:
+    """Minari's dataset root: MINARI_DATASETS_PATH, else ~/.minari/datasets. Reading (list,
+    show, verify, load, run) needs only a readable folder, so a shared read-only mount works, as
+    with stock Minari; `write` (collect, import, delete) needs a writable one."""
     env = os.environ.get("MINARI_DATASETS_PATH")
     path = Path(env) if env else Path.home() / ".minari" / "datasets"
+    what = "MINARI_DATASETS_PATH" if env else "the default dataset root"
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        if not os.access(path, os.W_OK | os.X_OK):
+        if not path.is_dir():
+            path.mkdir(parents=True, exist_ok=True)
+        if write and not os.access(path, os.W_OK | os.X_OK):
             raise PermissionError("not writable")
+        if not os.access(path, os.R_OK | os.X_OK):
+            raise PermissionError("not readable")
     except OSError as e:  # a file in the way, no permission, a read-only or virtual filesystem
-        what = "MINARI_DATASETS_PATH" if env else "the default dataset root"
         why = e.strerror or str(e)
-        raise UsageError(f"{what} {str(path)!r} is not a usable folder ({why}); set "
-                         "MINARI_DATASETS_PATH to a writable folder") from None
+        fix = ("set MINARI_DATASETS_PATH to a writable folder to write datasets (reading works "
+               "from a read-only one)") if write and path.is_dir() else \
+            "set MINARI_DATASETS_PATH to a usable folder"
+        raise UsageError(f"{what} {str(path)!r} is not a usable folder ({why}); {fix}") from None
     return path
 
 
 def _private() -> Path:
     """Staging, locks and trash: a dot-folder inside the root (same filesystem, so renames are
     atomic) that Minari's listing skips."""
-    path = root() / ".o2omarl"
+    path = root(write=True) / ".o2omarl"
     path.mkdir(exist_ok=True)
     return path
 
@@ -327,7 +334,7 @@ def write(
         tmp = stage / (SIDECAR + ".tmp")
         tmp.write_text(json.dumps(meta, indent=2, sort_keys=True))
         os.replace(tmp, stage / SIDECAR)
-        final = root() / dataset_id
+        final = root(write=True) / dataset_id
         final.parent.mkdir(parents=True, exist_ok=True)
         _ensure_namespace(f"{info.backend}/{info.map_name}")
         os.rename(stage, final)  # atomic; fails rather than overwrite an existing version
