@@ -437,3 +437,30 @@ def test_default_evaluation_spacing_scales_with_the_budget():
     assert default_eval_interval(100_000) == 5000
     assert default_eval_interval(2_000_000) == 10_000  # long runs: every 10k, as before
     assert default_eval_interval(7) == 1
+
+
+def test_a_run_whose_dataset_id_now_holds_other_bytes_is_flagged(heuristic_3m, tmp_path,
+                                                                  capsys, monkeypatch):
+    """Under another MINARI_DATASETS_PATH, `smax/3m/heuristic-v0` can be other data: the run
+    records the bytes it trained on, and `runs list` and `report` say when the id's differ."""
+    runs = tmp_path / "runs"
+    main(_argv(heuristic_3m.dataset_id, runs, 100))
+    capsys.readouterr()
+
+    def listed() -> dict:
+        main(["runs", "list", "--runs-dir", str(runs), "--json"])
+        (run,) = json.loads(capsys.readouterr().out)
+        return run
+
+    assert listed()["dataset_changed"] is False  # the store it trained on
+    other = tmp_path / "other_store"
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(other))
+    main(["collect", "--map", "3m", "--behaviour", "heuristic", "--episodes", "6", "--seed",
+          "1", "--num-envs", "4"])
+    capsys.readouterr()
+    assert listed()["dataset_changed"] is True
+    main(["runs", "list", "--runs-dir", str(runs)])
+    assert "dataset smax/3m/heuristic-v0 now holds other bytes" in capsys.readouterr().out
+    main(["report", "--runs-dir", str(runs), "--out", str(tmp_path / "report")])
+    assert "trained on dataset ids that now hold other bytes in this dataset store " \
+           "(smax/3m/heuristic-v0)" in capsys.readouterr().out

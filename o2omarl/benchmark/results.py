@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from o2omarl import atomic
-from o2omarl.errors import UsageError
+from o2omarl.errors import BenchError, UsageError
 from o2omarl.locks import is_held
 from o2omarl.protocol import MIN_EVALUATIONS, final_rows
 
@@ -108,6 +108,29 @@ def read_run(path: Path) -> RunRecord:
 
 
 MAKE_RUNS = "`bench run ovmse --map 3m --dataset heuristic --seeds 2` makes runs"
+
+
+def changed_datasets(runs: list[RunRecord]) -> dict[str, str]:
+    """Run path -> a note, for runs whose dataset id holds other bytes in this dataset store
+    than the run trained on (another MINARI_DATASETS_PATH, an id reused after a delete). Runs
+    written before their files were recorded, or whose dataset is not here, are not judged."""
+    from o2omarl.datasets import store
+
+    current: dict[str, dict | None] = {}
+    notes = {}
+    for r in runs:
+        files = r.config.get("dataset_files")
+        if not r.dataset or not files:
+            continue
+        if r.dataset not in current:
+            try:
+                current[r.dataset] = store.get(r.dataset).meta.get("files")
+            except (UsageError, BenchError):
+                current[r.dataset] = None
+        if current[r.dataset] is not None and current[r.dataset] != files:
+            notes[str(r.path)] = (f"dataset {r.dataset} now holds other bytes than this run "
+                                  "trained on")
+    return notes
 
 
 def scan_store(runs_dir: Path) -> list[RunRecord]:

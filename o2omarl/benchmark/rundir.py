@@ -113,6 +113,8 @@ def job_config(job: JobSpec) -> dict:
     return {"method": job.method, "label": job.name, "map": job.map_name, "backend": job.backend,
             "seed": job.seed, "steps": job.steps, "pretrain_steps": job.pretrain_steps,
             "dataset": job.dataset.dataset_id if job.dataset else None,
+            # the bytes behind the id: a store where that id holds others is flagged
+            "dataset_files": job.dataset.meta.get("files") if job.dataset else None,
             "config": job.config.to_dict(),
             "env": env_info(job.map_name, job.backend).to_dict(),
             "store_version": STORE_VERSION, "packages": store.package_versions(),

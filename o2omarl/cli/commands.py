@@ -230,20 +230,23 @@ def runs_list(runs_dir, as_json):
     Example: bench runs list --runs-dir runs
              bench runs list --json | jq '.[] | select(.status == "done")'
     """
-    from o2omarl.benchmark.results import scan_store
+    from o2omarl.benchmark.results import changed_datasets, scan_store
 
     found = scan_store(runs_dir)
+    changed = changed_datasets(found)
     if as_json:
         click.echo(json.dumps([{"map": r.map, "dataset": r.dataset_name, "method": r.method,
                                 "seed": r.seed, "status": r.state, "steps_done": r.steps_done,
                                 "budget": r.budget, "last_win_rate": r.last_win_rate,
-                                "error": r.error, "path": str(r.path)} for r in found]))
+                                "error": r.error, "dataset_changed": str(r.path) in changed,
+                                "path": str(r.path)} for r in found]))
         return
     rows = [{"map": r.map, "dataset": r.dataset_name, "method": r.method,
              "seed": r.seed if r.seed >= 0 else "?", "status": r.state,
              "steps": f"{r.steps_done:,}/{r.budget:,}",
              "win rate": "-" if r.last_win_rate is None else f"{r.last_win_rate:.3f}",
-             "note": (r.error or "")[:60], "path": str(r.path)} for r in found]
+             "note": (r.error or changed.get(str(r.path), ""))[:60], "path": str(r.path)}
+            for r in found]
     click.echo(_table(rows, ["map", "dataset", "method", "seed", "status", "steps", "win rate",
                              "note", "path"]))
 

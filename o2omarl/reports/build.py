@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from o2omarl import atomic
-from o2omarl.benchmark.results import RunRecord, scan_store
+from o2omarl.benchmark.results import RunRecord, changed_datasets, scan_store
 from o2omarl.errors import BenchError, UsageError, one_of
 from o2omarl.methods import DISPLAY_NAMES
 from o2omarl.reports import figures, stats, tables
@@ -153,6 +153,12 @@ def build_report(runs_dir="runs", out="reports", maps=None, methods=None,
     if variants:
         intro += (" Runs of one method with other settings on one task are shown apart, "
                   f"named by the settings that differ: {', '.join(variants)}.")
+    changed = changed_datasets(runs)
+    if changed:
+        ids = sorted({note.split()[1] for note in changed.values()})
+        intro += (f" Warning: {len(changed)} run(s) trained on dataset ids that now hold other "
+                  f"bytes in this dataset store ({', '.join(ids)}); `bench runs list` names "
+                  "them.")
     say(intro)
     try:
         (out / "tables").mkdir(parents=True, exist_ok=True)
