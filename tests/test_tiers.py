@@ -22,16 +22,20 @@ SMALL = {"num_envs": 4, "eval_episodes": 8, "eval_interval": 500, "hidden": 16,
 
 
 def test_tiers_are_snapshotted_rolled_out_and_referenced(fresh_root, monkeypatch):
-    # poor and medium are reached at the first evaluation after step 0 (return >= 0); good
-    # never (its target is above the maximum return).
+    # poor and medium are reached at the first evaluation after step 0 (return >= 0): one
+    # snapshot, so one dataset, as the higher tier (two tiers with one sha256 were written);
+    # good never (its target is above the maximum return).
     monkeypatch.setattr(tiers, "TIER_TARGETS", {"poor": 0.0, "medium": 0.0, "good": 1.01})
     said = []
     report = tiers.collect_tiers("3m", ["poor", "medium", "good", "replay"], episodes=12,
                                  seed=0, train_steps=1500, num_envs=4, overrides=SMALL,
                                  say=said.append)
-    assert set(report.produced) == {"poor", "medium", "replay"}
+    assert set(report.produced) == {"medium", "replay"}
+    assert report.missing["poor"] == ("the same snapshot as medium (step 500: the return passed "
+                                      "both targets within one evaluation); written once, as "
+                                      "medium")
     assert "good" in report.missing and "not reached within 1,500" in report.missing["good"]
-    for tier in ("poor", "medium"):
+    for tier in ("medium",):
         rec = report.produced[tier].record
         assert rec.dataset_id == f"smax/3m/{tier}-v0"
         assert rec.stats["episodes"] == 12

@@ -127,13 +127,24 @@ def collect_tiers(map_name: str, tiers: list[str], episodes: int = 1000, seed: i
     replay_done = "replay" not in tiers or _replay_record(backend, map_name, digest) is not None
     if not all(snaps[t].exists() for t in wanted) or not replay_done:
         _train_behaviour(info, cfg, seed, train_steps, tiers, snaps, digest, report, say)
-    for t in wanted:
+    # One snapshot can pass two targets within one evaluation (the return jumps): its data is
+    # the higher tier's, written once, as that tier (it was labelled poor above medium's target)
+    taken: dict[int, str] = {}  # snapshot step -> the tier written from it
+    for t in sorted(wanted, key=list(TIER_TARGETS).index, reverse=True):  # highest first
         if not snaps[t].exists():
             report.missing.setdefault(t, f"target return {TIER_TARGETS[t] * MAX_RETURN:.1f} "
                                          f"not reached within {train_steps:,} training steps")
             continue
+        snapshot = json.loads(snaps[t].with_suffix(".json").read_text())
+        if snapshot["env_step"] in taken:  # the same weights, seed and settings: the same data
+            first = taken[snapshot["env_step"]]
+            report.missing[t] = (f"the same snapshot as {first} (step {snapshot['env_step']:,}: "
+                                 "the return passed both targets within one evaluation); "
+                                 f"written once, as {first}")
+            continue
+        taken[snapshot["env_step"]] = t
         policy, meta = checkpoint_policy(snaps[t], map_name, num_envs, backend)
-        meta["snapshot"] = json.loads(snaps[t].with_suffix(".json").read_text())
+        meta["snapshot"] = snapshot
         meta["behaviour_run"] = digest
         report.produced[t] = datasets.collect(
             map_name, "qmix", episodes, ROLLOUT_EPSILON, seed, num_envs, backend, tier=t,
