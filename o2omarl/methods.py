@@ -44,3 +44,15 @@ COLOURS = {m.name: m.colour for m in METHODS}
 # The ablation figure: OVMSE and its parts, beside the fine-tuning that has neither
 ABLATION = tuple(m.name for m in METHODS if m.ablation)
 OVMSE_FAMILY = tuple(m.name for m in METHODS if m.ablation not in (None, "neither"))
+# The settings every compared method shares (the learner, the loop and its evaluation, the
+# offline pretraining): a report row whose values differ from the rest of its task is marked.
+# Exploration, the start and the methods' own fields are what methods differ by. test_api
+# keeps this equal to the configs' shared fields.
+SHARED_SETTINGS = (
+    "hidden", "mixer", "mixer_embed", "hypernet_hidden", "lr", "gamma", "grad_clip",
+    "target_update_interval", "double_q", "td_lambda",
+    "num_envs", "batch_size", "buffer_episodes", "updates_per_episode", "eval_interval",
+    "eval_episodes",
+    "pretrain_batch_size", "offline_loss", "cql_alpha", "cfcql_alpha", "cfcql_temperature",
+    "pretrain_eval_interval",
+)

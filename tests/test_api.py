@@ -55,3 +55,21 @@ def test_the_methods_table_and_planning_import_no_torch():
             "assert 'torch' not in sys.modules, 'torch imported'")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
+
+
+def test_the_shared_settings_are_the_fields_every_method_has_at_one_default():
+    """methods.SHARED_SETTINGS (what a report checks across methods) is the configs' shared
+    fields: all the learner's, the loop's and pretraining's, none a method sets its own way."""
+    from dataclasses import fields
+
+    from o2omarl import methods
+    from o2omarl.benchmark.registry import METHODS
+    from o2omarl.qmix import LearnerConfig, OnlineConfig
+
+    defaults = [cls.Config() for cls in METHODS.values()]
+    for key in methods.SHARED_SETTINGS:
+        assert len({getattr(d, key) for d in defaults}) == 1, key
+    budgets_and_schedule = {"steps", "pretrain_steps", "eps_end", "eps_anneal_steps"}
+    learner_and_loop = {f.name for c in (LearnerConfig, OnlineConfig) for f in fields(c)}
+    assert learner_and_loop - budgets_and_schedule <= set(methods.SHARED_SETTINGS)
+    assert "eps_start" not in methods.SHARED_SETTINGS and "init" not in methods.SHARED_SETTINGS

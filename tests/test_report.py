@@ -645,6 +645,27 @@ def test_several_run_stores_pool_the_seeds_of_one_experiment(store, tmp_path):
     assert f"runs from {store}, {other}:" in (out / "index.md").read_text()
 
 
+def test_a_method_at_other_shared_settings_than_its_task_is_marked(tmp_path):
+    """OVM from a sweep at lr 5e-4 beside the others at 1e-3 (issue 29): its rows are marked,
+    the caption and the index say which setting differs; exploration (eps_start) is what the
+    methods differ by, and is not marked."""
+    a = tmp_path / "a"
+    for s in (0, 1):
+        make_run(a, "ft-qmix", s, CURVES["ft-qmix", s], config={"eps_start": 1.0, "lr": 1e-3})
+        make_run(a, "ovmse", s, CURVES["ovmse", s], config={"eps_start": 0.2, "lr": 1e-3})
+        make_run(a, "ovm", s, CURVES["ovmse", s], config={"eps_start": 0.2, "lr": 5e-4})
+    out = tmp_path / "out"
+    build_report(a, out, formats=["png"], n_boot=50, say=lambda _: None)
+    rows = {r["method"]: r for r in read_csv(out / "tables" / "main.csv")}
+    assert rows["ovm"]["settings_differ"] == "lr 0.0005 (the others: 0.001)"
+    assert rows["ovmse"]["settings_differ"] == rows["ft-qmix"]["settings_differ"] == ""
+    md = (out / "tables" / "main.md").read_text()
+    assert "| OVM * | 2 |" in md and "| OVMSE | 2 |" in md
+    index = (out / "index.md").read_text()
+    assert "OVM on 3m, heuristic-v0 (100 env steps, 10 pretraining updates): lr 0.0005 " \
+           "(the others: 0.001)" in index  # the table's caption
+    assert "1 cell(s) ran with shared settings other than the rest of their task" in index
+
 def test_one_method_with_other_settings_in_two_stores_becomes_two_variants(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     for s in (0, 1):

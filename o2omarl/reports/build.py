@@ -153,6 +153,11 @@ def build_report(runs_dir="runs", out="reports", maps=None, methods=None,
     if variants:
         intro += (" Runs of one method with other settings on one task are shown apart, "
                   f"named by the settings that differ: {', '.join(variants)}.")
+    marked = [c for c in cells if c.differs]
+    if marked:
+        intro += (f" Warning: {len(marked)} cell(s) ran with shared settings other than the "
+                  "rest of their task (marked * in the tables): "
+                  + "; ".join(f"{c.method} on {c.task.label}: {c.differs}" for c in marked) + ".")
     changed = changed_datasets(runs)
     if changed:
         ids = sorted({note.split()[1] for note in changed.values()})

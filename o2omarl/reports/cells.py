@@ -20,7 +20,7 @@ import numpy as np
 
 from o2omarl.benchmark.results import RunRecord
 from o2omarl.errors import UsageError
-from o2omarl.methods import DISPLAY_NAMES, ORDER
+from o2omarl.methods import DISPLAY_NAMES, ORDER, SHARED_SETTINGS
 from o2omarl.reports.metrics import run_metrics
 
 THRESHOLD = 0.8  # win rate for "steps to threshold"
@@ -76,6 +76,9 @@ class Cell:
     method: str
     runs: list[RunRecord] = field(default_factory=list)
     metrics: list[dict] = field(default_factory=list)  # run_metrics() of each run, same order
+    # shared settings (methods.SHARED_SETTINGS) where it differs from the rest of its task,
+    # e.g. "lr 0.0005 (the others: 0.001)"; reports mark its rows
+    differs: str = ""
 
     def values(self, name: str) -> np.ndarray:
         return np.array([m[name] for m in self.metrics], dtype=float)
@@ -157,7 +160,25 @@ def group(runs: list[RunRecord]) -> tuple[list[Cell], list[tuple[RunRecord, str]
         cell.runs.append(run)
         cell.metrics.append(run_metrics(run.rows, run.budget, THRESHOLD))
     ordered = sorted(cells.values(), key=lambda c: (c.task, method_rank(c.method)))
+    _mark_differing(ordered)
     return ordered, excluded
+
+
+def _mark_differing(cells: list[Cell]) -> None:
+    """Set `differs` on each cell whose shared settings are not its task's usual ones (those
+    of most cells): two methods at different learning rates are not a comparison of methods."""
+    for task_cells in by_task(cells).values():
+        values = [_settings(c.runs[0]) for c in task_cells]
+        for key in SHARED_SETTINGS:
+            seen = [v.get(key) for v in values]
+            present = [s for s in seen if s is not None]
+            if len(set(present)) < 2:
+                continue
+            usual = max(set(present), key=present.count)
+            for c, s in zip(task_cells, seen):
+                if s is not None and s != usual:
+                    note = f"{key} {s} (the others: {usual})"
+                    c.differs = f"{c.differs}; {note}" if c.differs else note
 
 
 def by_task(cells: list[Cell]) -> dict[Task, list[Cell]]:

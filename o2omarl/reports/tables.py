@@ -257,10 +257,12 @@ def _task_table(cells: list[Cell], name: str, caption: str, metrics: tuple, seed
                           for key, _, better, dec in metrics]
             per_metric.append(cell_stats)
             rows.append([task.map, task.dataset, f"{task.budget:,}", f"{task.pretrain_steps:,}",
-                         display_name(c.method, names), str(n)] + [s.text for s in cell_stats])
+                         display_name(c.method, names) + (" *" if c.differs else ""), str(n)]
+                        + [s.text for s in cell_stats])
             record = {"map": task.map, "dataset": task.dataset, "method": c.method,
                       "budget": task.budget, "pretrain_steps": task.pretrain_steps,
-                      "seeds": n, "seed_list": " ".join(str(r.seed) for r in c.runs)}
+                      "seeds": n, "seed_list": " ".join(str(r.seed) for r in c.runs),
+                      "settings_differ": c.differs}
             for (key, *_), s in zip(metrics, cell_stats):
                 record.update({f"{key}_mean": s.point, f"{key}_lo": s.lo, f"{key}_hi": s.hi,
                                f"{key}_n": s.n})
@@ -270,8 +272,15 @@ def _task_table(cells: list[Cell], name: str, caption: str, metrics: tuple, seed
             if metrics[k][2] == 0:  # a column with no better direction (a step) is never bold
                 continue
             _bold_best([m[k] for m in per_metric], row_ids, len(fixed) + k, bold)
-    fields = ["map", "dataset", "method", "budget", "pretrain_steps", "seeds", "seed_list"]
+    fields = ["map", "dataset", "method", "budget", "pretrain_steps", "seeds", "seed_list",
+              "settings_differ"]
     fields += [f"{key}_{s}" for key, *_ in metrics for s in ("mean", "lo", "hi", "n")]
+    marked = [f"{display_name(c.method, names)} on {c.task.label}: {c.differs}" for c in cells
+              if c.differs]
+    if marked:
+        caption += (" * Shared settings (learner, loop, evaluation, pretraining) differ from "
+                    "the rest of the task, so the row is no like-for-like comparison: "
+                    + "; ".join(marked) + ".")
     better = [0] * len(fixed) + [b for _, _, b, _ in metrics]
     return Table(name, caption, columns, fields, rows, data, bold, better, group_columns=4)
 
