@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
+@pytest.mark.slow
 def test_the_readme_api_example_runs_as_written(tmp_path):
     text = README.read_text()
     code = re.search(r"<!-- api-example -->\n```python\n(.*?)```", text, re.S).group(1)

@@ -30,6 +30,7 @@ def test_a_count_that_is_not_whole_is_refused(text):
         COUNT.convert(text, None, None)
 
 
+@pytest.mark.slow
 def test_steps_in_scientific_notation_reach_the_run(fresh_root, tmp_path, capsys):
     """`--steps 2e3` is 2,000 steps in the run's config (and `--pretrain-steps 1k`)."""
     rec = datasets.collect("3m", "random", episodes=8, seed=0, num_envs=8,

@@ -48,6 +48,7 @@ def one_error_line(res: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_jaxmarl_really_prints_on_import():
     """Guards the noise checks: they mean something only while jaxmarl prints these lines."""
     out = subprocess.run([sys.executable, "-c", "import jaxmarl"], capture_output=True,
@@ -83,6 +84,7 @@ def test_maps_table():
     (["--map", "3m", "--behaviour", "foo"], "'foo'", ["random", "heuristic"]),
     (["--map", "3m", "--behaviour", "random", "--epsilon", "1.5"], "1.5", []),
 ], ids=["map-4m", "episodes-0", "episodes-negative", "behaviour-foo", "epsilon-1.5"])
+@pytest.mark.slow
 def test_collect_usage_errors(args, named, accepted, fresh_root):
     res = bench("collect", *args, root=fresh_root)
     assert res.returncode == 2, (res.returncode, res.stderr)
@@ -113,6 +115,7 @@ def parse_summary(stdout: str) -> dict:
     return out
 
 
+@pytest.mark.slow
 def test_collect_summary_list_reuse_delete(fresh_root):
     args = ["collect", "--map", "3m", "--behaviour", "random", "--episodes", "20",
             "--num-envs", "16", "--seed", "3"]
@@ -215,6 +218,7 @@ def test_delete_asks_on_a_terminal_and_yes_skips_the_question(fresh_root):
     ["collect", "--map", "3m", "--behaviour", "random", "--episodes", "4"],
     ["run", "ft-qmix", "--map", "3m", "--dataset", "heuristic", "--steps", "100"],
 ])
+@pytest.mark.slow
 def test_an_unusable_dataset_root_is_one_line_naming_it(tmp_path, args):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
@@ -248,6 +252,7 @@ def read_only_root(tmp_path):
         subprocess.run(["chattr", "-R", "-i", str(root)], capture_output=True)
 
 
+@pytest.mark.slow
 def test_a_read_only_dataset_root_serves_every_reading_command(read_only_root, tmp_path):
     dataset = "smax/3m/random-v0"
     for args in (["datasets", "list"], ["datasets", "show", dataset],

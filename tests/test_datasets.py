@@ -58,6 +58,7 @@ def env16():
 # ---------------------------------------------------------------- format: Minari and h5py
 
 
+@pytest.mark.slow
 def test_minari_loads_joint_spaces_and_episode_arrays(heuristic_3m):
     rec, info = heuristic_3m, heuristic_3m.env
     assert rec.dataset_id == "smax/3m/heuristic-v0"
@@ -394,6 +395,7 @@ def _popen_collect(root: Path, episodes: int) -> subprocess.Popen:
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
 
 
+@pytest.mark.slow
 def test_sigkill_during_collection_leaves_nothing(fresh_root):
     proc = _popen_collect(fresh_root, 20000)
     lines: queue.Queue = queue.Queue()
@@ -428,6 +430,7 @@ def test_sigkill_during_collection_leaves_nothing(fresh_root):
     _rerun_succeeds(fresh_root)
 
 
+@pytest.mark.slow
 def test_sigkill_during_write_leaves_nothing(fresh_root):
     """Killed while Minari writes the staging copy: the id never appears."""
     proc = _popen_collect(fresh_root, 1000)  # ~1 s to collect, ~2 s to write (~50 MB)
@@ -472,6 +475,7 @@ def test_load_takes_what_bench_run_dataset_takes(heuristic_3m):
                                          (signal.SIGTERM, "win rate"),
                                          (signal.SIGINT, "starting the simulator"),
                                          (signal.SIGTERM, "starting the simulator")])
+@pytest.mark.slow
 def test_ctrl_c_during_collection_stops_it_with_nothing_written(fresh_root, sig, moment):
     """The signal is honoured between steps wherever it lands, while the simulator starts and
     compiles or while it collects (a KeyboardInterrupt raised in XLA's garbage-collection

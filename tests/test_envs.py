@@ -172,6 +172,7 @@ NO_SIMULATION = [
 
 @pytest.mark.parametrize("argv, says, may_import", NO_SIMULATION,
                          ids=[" ".join(argv) for argv, _, _ in NO_SIMULATION])
+@pytest.mark.slow
 def test_commands_that_simulate_nothing_do_not_import_the_simulator(argv, says, may_import,
                                                                     tmp_path, request):
     """Map facts, the run store and dataset metadata are data: no jax (nor torch)."""
@@ -185,6 +186,7 @@ def test_commands_that_simulate_nothing_do_not_import_the_simulator(argv, says, 
     assert imported <= may_import, f"bench {' '.join(argv)} imported {imported - may_import}"
 
 
+@pytest.mark.slow
 def test_loading_the_simulator_keeps_the_callers_stdout_and_stderr():
     """jaxmarl's import resets sys.stdout/sys.stderr to the process's own; a caller's redirect
     (a log capture, pytest's capsys) must survive the first env made in a fresh interpreter."""
@@ -284,6 +286,7 @@ def test_heuristic_wins_are_terminated_with_return_20(env):
 
 
 @pytest.mark.parametrize("map_name", ["3m", "2s3z", "6h_vs_8z"])
+@pytest.mark.slow
 def test_every_state_and_observation_feature_stays_in_its_documented_range(map_name):
     """Observations in [-1, 1], world-state features in [0, 1], on symmetric and asymmetric
     maps, under uniform random play, SMAX's heuristic (fires all the time) and a policy that

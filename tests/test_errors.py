@@ -34,7 +34,8 @@ def bench(argv, capsys):
 
 
 def one_line(err: str) -> str:
-    lines = err.strip().splitlines()
+    """The one line an error is, besides progress lines (long work shows them on stderr)."""
+    lines = [line for line in err.strip().splitlines() if " | ETA " not in line]
     assert len(lines) == 1 and "Traceback" not in err, err
     return lines[0]
 
@@ -199,6 +200,7 @@ def test_newer_run_store_is_refused(small, tmp_path, capsys):
     assert code == 0 and "damaged" in out and "newer o2omarl" in out
 
 
+@pytest.mark.slow
 def test_checkpoint_from_another_map(small, tmp_path, capsys):
     runs = tmp_path / "runs"
     assert bench(run_argv(small.dataset_id, runs), capsys)[0] == 0
@@ -324,6 +326,7 @@ def _half_then_enospc(self, data, *args, **kwargs):
     raise OSError(errno.ENOSPC, "No space left on device", str(self))
 
 
+@pytest.mark.slow
 def test_full_disk_while_writing_a_checkpoint(small, tmp_path, capsys, monkeypatch):
     runs = tmp_path / "runs"
     write_bytes = pathlib.Path.write_bytes
@@ -337,6 +340,7 @@ def test_full_disk_while_writing_a_checkpoint(small, tmp_path, capsys, monkeypat
     assert code == 0 and (run_dir / "model.pt").exists(), err
 
 
+@pytest.mark.slow
 def test_full_disk_while_writing_a_report(small, tmp_path, capsys, monkeypatch):
     runs, out = tmp_path / "runs", tmp_path / "reports"
     assert bench(run_argv(small.dataset_id, runs), capsys)[0] == 0
@@ -348,6 +352,7 @@ def test_full_disk_while_writing_a_report(small, tmp_path, capsys, monkeypatch):
 
 
 # -- concurrency ---------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_two_collects_of_the_same_dataset_at_once(fresh_root):
     cmd = [sys.executable, "-m", "o2omarl.cli", "collect", "--map", MAP, "--behaviour",
            "random", "--episodes", "40", "--num-envs", str(N), "--seed", "5"]
@@ -379,6 +384,7 @@ def _killed_run(dataset_id, runs):
 
 
 @pytest.mark.parametrize("damage", ["truncated", "other method"])
+@pytest.mark.slow
 def test_unusable_resume_checkpoint_restarts_the_run(small, tmp_path, capsys, damage):
     argv, run_dir = _killed_run(small.dataset_id, tmp_path / "runs")
     ckpt = run_dir / "checkpoint.pt"
@@ -400,6 +406,7 @@ def test_unusable_resume_checkpoint_restarts_the_run(small, tmp_path, capsys, da
     assert steps[0] == 0 and steps == sorted(set(steps)) and steps[-1] == 4000
 
 
+@pytest.mark.slow
 def test_run_store_from_before_versioning_is_still_read(small, tmp_path, capsys):
     runs = tmp_path / "runs"
     assert bench(run_argv(small.dataset_id, runs), capsys)[0] == 0
@@ -413,6 +420,7 @@ def test_run_store_from_before_versioning_is_still_read(small, tmp_path, capsys)
     assert code == 0 and "done" in out and "200/200" in out
 
 
+@pytest.mark.slow
 def test_an_unexpected_failure_is_one_line_naming_the_log_and_the_other_jobs_go_on(
         small, tmp_path, capsys, monkeypatch):
     """A bug inside one job (here: ovmse's online phase raises RuntimeError) ends that job as

@@ -36,6 +36,7 @@ def run_dir(heuristic_3m, tmp_path_factory):
     return job.run_dir(runs)
 
 
+@pytest.mark.slow
 def test_eval_plays_the_runs_evaluation_battles_with_intervals(run_dir, capsys):
     last = read_jsonl(run_dir / "metrics.jsonl")[-1]
     code, out, err = bench(["eval", str(run_dir / "model.pt"), "--episodes",
@@ -60,6 +61,7 @@ def test_eval_plays_the_runs_evaluation_battles_with_intervals(run_dir, capsys):
     assert lines[2].startswith("return") and lines[3].startswith("length")
 
 
+@pytest.mark.slow
 def test_render_writes_a_gif_of_one_battle(run_dir, tmp_path, capsys):
     out = tmp_path / "replays" / "battle.gif"  # the folder is made
     code, stdout, err = bench(["eval", str(run_dir / "checkpoint.pt"), "--episodes", "2",
@@ -150,6 +152,7 @@ def test_mp4_is_written_with_ffmpeg_and_refused_in_one_line_without(run_dir, tmp
     assert frames == json.loads(stdout)["replay"]["frames"] and "300x250" in counted
 
 
+@pytest.mark.slow
 def test_report_embeds_a_replay_of_the_best_and_the_worst_run(run_dir, heuristic_3m, tmp_path):
     from o2omarl.benchmark.results import scan_store
     from o2omarl.reports import build_report

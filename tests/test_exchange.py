@@ -71,6 +71,7 @@ def read_vault(path: Path) -> dict:
 
 # ------------------------------------------------------------------------- the real readers
 @needs_flashbax
+@pytest.mark.slow
 def test_og_marl_vault_as_flashbax_reads_it(exports, heuristic_3m):
     path, eps = exports["paths"]["og-marl"], exports["episodes"]
     assert path == exports["out"] / "smax" / "3m.vlt" / "heuristic-v0"
@@ -125,6 +126,7 @@ def test_pettingzoo_file_holds_per_agent_arrays(exports, heuristic_3m):
 
 # --------------------------------------------------------------------------------- round trip
 @pytest.mark.parametrize("fmt", [pytest.param("og-marl", marks=needs_flashbax), "pettingzoo"])
+@pytest.mark.slow
 def test_import_gives_back_the_same_dataset(exports, heuristic_3m, fresh_root, capsys, fmt):
     path = exports["paths"][fmt]
     code, out, err = bench(["datasets", "import", str(path), "--format", fmt], capsys)
@@ -146,6 +148,7 @@ def test_import_gives_back_the_same_dataset(exports, heuristic_3m, fresh_root, c
 
 
 @needs_flashbax
+@pytest.mark.slow
 def test_export_and_import_on_the_command_line(heuristic_3m, tmp_path, minari_root):
     """The installed `bench`: summaries on stdout, nothing else (no flashbax or jaxmarl noise)."""
     out = tmp_path / "out"
@@ -387,6 +390,7 @@ def test_minari_normalised_scores_env_and_no_false_hints(heuristic_3m):
     assert 0.0 <= ret <= MAX_RETURN + 0.01
 
 
+@pytest.mark.slow
 def test_the_random_reference_is_what_the_env_gives_now():
     """The table is a measurement; measured again, 3m gives the same within 3 standard errors."""
     mean, _ = measure_random_return(MAP)

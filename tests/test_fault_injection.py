@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from o2omarl.benchmark.results import read_jsonl
 
 TIMING = ("wall_s", "env_steps_per_s")
@@ -60,6 +62,7 @@ def results(root: Path, runs: Path, out: Path) -> dict:
             "versions": sorted(p.name for p in data.parents[2].iterdir())}
 
 
+@pytest.mark.slow
 def test_sigkill_anywhere_then_rerun_gives_the_uninterrupted_results(tmp_path):
     ref = [tmp_path / "ref" / d for d in ("minari", "runs", "reports")]
     durations = []

@@ -8,6 +8,7 @@ recorded in docs/results/learning.md, not asserted here.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from o2omarl.baselines import Qmix
 from o2omarl.datasets.policies import RandomPolicy
@@ -17,6 +18,7 @@ from o2omarl.episodes import Rollout
 STEPS = 20_000
 
 
+@pytest.mark.slow
 def test_qmix_from_scratch_beats_the_random_policy_clearly_on_3m(monkeypatch):
     monkeypatch.setenv("O2OMARL_LEARNER", "inline")  # the suite's processes share two cores
     info = env_info("3m")

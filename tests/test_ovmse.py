@@ -93,6 +93,7 @@ def _params(*modules):
     return [(f"{i}.{name}", p) for i, m in enumerate(modules) for name, p in m.named_parameters()]
 
 
+@pytest.mark.slow
 def test_frozen_memory_stays_bit_identical_and_gets_no_gradient(info3m, store3m, pretrained):
     method = Ovmse(info3m, OvmseConfig(**TINY), seed=0)
     method.load_pretrained(pretrained.state_dict())
@@ -217,6 +218,7 @@ def test_epsilon_greedy_explores_with_eps_n_agents(scene):
 
 
 # -- a real run -----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_bench_run_ovmse_anneals_lambda_to_zero_at_the_horizon(heuristic_3m, tmp_path, capsys):
     runs = tmp_path / "runs"
     steps, interval = 20_000, 2000

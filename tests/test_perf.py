@@ -21,6 +21,7 @@ from o2omarl.qmix.learner import NEG_INF, masked_logsumexp, masked_q, mix_filled
 from o2omarl.qmix.networks import QMixer, RNNAgent
 
 
+@pytest.mark.slow
 def test_bench_perf_json_gives_every_figure(tmp_path):
     exe = Path(sys.executable).parent / "bench"
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "o2omarl.cli"]

@@ -295,6 +295,7 @@ def _action_gap(learner: Learner, batch: Batch) -> float:
     (ConservativeLoss, "cql_gap", 1.0),
     (lambda alpha: CounterfactualConservativeLoss(alpha, temperature=0.5), "cfcql_gap", 0.5),
 ], ids=["cql", "cfcql"])
+@pytest.mark.slow
 def test_conservative_term_pushes_absent_actions_below_data_actions(data3m, info3m, term,
                                                                     metric, lift):
     batch = ReplayBuffer.from_arrays(data3m, info3m).batch(np.arange(16))
@@ -430,6 +431,7 @@ def heuristic_3m_300(fresh_root):
                             show_progress=False).record
 
 
+@pytest.mark.slow
 def test_offline_pretraining_beats_the_random_policy(heuristic_3m_300, info3m, env32):
     data = datasets.load(heuristic_3m_300, info3m)
     rows = []
@@ -451,6 +453,7 @@ def _tree(folder):
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_pretraining_is_cached_and_reused_by_another_method(heuristic_3m, tmp_path,
                                                            monkeypatch):
     from o2omarl import datasets
@@ -507,6 +510,7 @@ def test_cql_ft_keeps_pretrainings_own_term_online(info3m, loss, kind, alpha):
         assert term.temperature == cfg.cfcql_temperature
 
 
+@pytest.mark.slow
 def test_hybrid_batches_hold_the_offline_fraction(data3m, info3m, env4, env32, monkeypatch):
     monkeypatch.setenv("O2OMARL_LEARNER", "inline")  # so that the patched update is the one run
     cfg = Hybrid.Config(**TINY, eval_interval=10**6, eval_episodes=4, updates_per_episode=1.0)
@@ -574,6 +578,7 @@ def _finetuned(mode, method_cls, info, data, env4, env32, monkeypatch):
 
 
 @pytest.mark.parametrize("method_cls", [Hybrid, Ovmse], ids=["hybrid", "ovmse"])
+@pytest.mark.slow
 def test_learner_process_gives_the_numbers_of_inline_updates(method_cls, data3m, info3m, env4,
                                                              env32, monkeypatch):
     """The updates run in this process or in a learner process on one schedule: the same
@@ -725,6 +730,7 @@ def test_bench_run_rejects_negative_seeds_before_any_job(heuristic_3m, tmp_path,
     assert not runs.exists()
 
 
+@pytest.mark.slow
 def test_a_killed_learner_process_stops_training_with_one_line(info3m, env4, env32,
                                                                monkeypatch):
     from o2omarl.errors import BenchError

@@ -127,6 +127,7 @@ def boot_ci(x) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+@pytest.mark.slow
 def test_main_table_holds_the_expected_numbers(report):
     r = main_row(report, "ovmse")
     assert int(r["seeds"]) == 2 and r["seed_list"] == "0 1"

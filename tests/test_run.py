@@ -31,6 +31,7 @@ def _argv(dataset_id, runs, steps=STEPS):
             *SETTINGS]
 
 
+@pytest.mark.slow
 def test_bench_run_writes_the_run_store_and_skips_a_finished_run(heuristic_3m, tmp_path, capsys):
     runs = tmp_path / "runs"
     main(_argv(heuristic_3m.dataset_id, runs))
@@ -102,6 +103,7 @@ def test_bench_run_writes_the_run_store_and_skips_a_finished_run(heuristic_3m, t
         capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_bench_run_on_a_locked_run_dir_fails_with_one_line(heuristic_3m, tmp_path):
     runs = tmp_path / "runs"
     run_dir = runs / "3m" / "heuristic-v0" / "ft-qmix" / "seed_0"
@@ -136,6 +138,7 @@ def _start(argv, run_dir, rows):
     return proc
 
 
+@pytest.mark.slow
 def test_ctrl_c_then_sigkill_then_rerun_resumes_exactly(heuristic_3m, tmp_path):
     """Ctrl-C stops with a checkpoint; SIGKILL loses at most one interval; each rerun resumes,
     metrics.jsonl ends with each evaluation step exactly once, in order, and every number equals
@@ -176,6 +179,7 @@ def test_ctrl_c_then_sigkill_then_rerun_resumes_exactly(heuristic_3m, tmp_path):
     assert not (run_dir / "replay").exists()  # resume data goes once the run is done
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics_other_seed_differs(heuristic_3m, tmp_path):
     runs_a, runs_b = tmp_path / "a", tmp_path / "b"
     main(_argv(heuristic_3m.dataset_id, runs_a, 1200))
@@ -188,6 +192,7 @@ def test_same_seed_same_metrics_other_seed_differs(heuristic_3m, tmp_path):
     assert _curve(seed0) != _curve(runs_a / "3m" / "heuristic-v0" / "ft-qmix" / "seed_1")
 
 
+@pytest.mark.slow
 def test_two_workers_give_the_same_results_as_one(heuristic_3m, tmp_path, capsys):
     def run(workers):
         runs = tmp_path / f"w{workers}"
@@ -203,6 +208,7 @@ def test_two_workers_give_the_same_results_as_one(heuristic_3m, tmp_path, capsys
     capsys.readouterr()
 
 
+@pytest.mark.slow
 def test_seed_offset_and_runs_list(heuristic_3m, tmp_path, capsys):
     runs = tmp_path / "runs"
     argv = _argv(heuristic_3m.dataset_id, runs, 400)
@@ -246,6 +252,7 @@ def test_seed_offset_and_runs_list(heuristic_3m, tmp_path, capsys):
     assert {r["method"] for r in rows} == {"ft-qmix"} and {r["seed"] for r in rows} == {"3"}
 
 
+@pytest.mark.slow
 def test_rerun_with_other_settings_is_refused(heuristic_3m, tmp_path, capsys):
     runs = tmp_path / "runs"
     main(_argv(heuristic_3m.dataset_id, runs, 400))
@@ -287,6 +294,7 @@ def test_ray_missing_says_how_to_install(heuristic_3m, tmp_path, capsys, monkeyp
     assert not runs.exists()
 
 
+@pytest.mark.slow
 def test_ray_executor_runs_two_jobs_on_a_local_ray(heuristic_3m, tmp_path, capsys):
     pytest.importorskip("ray", reason="the `ray` extra is not installed")
     runs, ref = tmp_path / "ray", tmp_path / "ref"
@@ -313,6 +321,7 @@ def _stop_group(proc) -> tuple[str, str]:
         proc.kill()
 
 
+@pytest.mark.slow
 def test_sigterm_to_the_group_during_pretraining_stops_it(heuristic_3m, tmp_path):
     """A stop during pretraining used to be raised from the signal handler, where XLA's gc
     callback could swallow it: the job then trained its whole budget before exiting."""
@@ -338,6 +347,7 @@ def test_sigterm_to_the_group_during_pretraining_stops_it(heuristic_3m, tmp_path
 
 
 @pytest.mark.parametrize("learner", ["inline", "process"])
+@pytest.mark.slow
 def test_sigterm_to_the_group_while_fine_tuning_checkpoints(heuristic_3m, tmp_path, learner):
     """`timeout`/a scheduler signal every process of the group: the learner process used to
     die of it first, and the job ended `failed` ("the learner process died (exit code
@@ -361,6 +371,7 @@ def test_sigterm_to_the_group_while_fine_tuning_checkpoints(heuristic_3m, tmp_pa
     assert Checkpoint.read(run_dir / "checkpoint.pt").training["rollout"]["env_steps"] == \
         status["env_step"]
 
+@pytest.mark.slow
 def test_sigterm_to_a_parallel_run_checkpoints_every_worker(heuristic_3m, tmp_path):
     """SIGTERM reaches only the parent; it passes the stop on, each worker checkpoints, the
     command exits 130 (it used to wait forever on the job not yet started), and the rerun
@@ -439,6 +450,7 @@ def test_default_evaluation_spacing_scales_with_the_budget():
     assert default_eval_interval(7) == 1
 
 
+@pytest.mark.slow
 def test_a_run_whose_dataset_id_now_holds_other_bytes_is_flagged(heuristic_3m, tmp_path,
                                                                   capsys, monkeypatch):
     """Under another MINARI_DATASETS_PATH, `smax/3m/heuristic-v0` can be other data: the run

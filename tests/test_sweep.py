@@ -182,6 +182,7 @@ def test_what_the_command_line_cannot_add_to_a_file(tmp_path, capsys, argv, says
     assert code == 2 and says in err, err
 
 
+@pytest.mark.slow
 def test_a_finished_sweep_reruns_without_the_simulator(heuristic_3m, tmp_path, capsys):
     """A method and its variant share a store and their pretrained weights; a rerun skips both
     without importing jax (nor starting workers), and reading the store needs no torch."""

@@ -48,6 +48,7 @@ def reference(heuristic_3m, tmp_path_factory):
     return job, runs, runs / ".pretrained"
 
 
+@pytest.mark.slow
 def test_events_hold_every_row_and_finer_training_points(reference):
     job, runs, cache = reference
     run_dir = job.run_dir(runs)
@@ -91,6 +92,7 @@ class StopAfter(StopFlag):
         return self.polls < 0
 
 
+@pytest.mark.slow
 def test_stopped_killed_and_resumed_run_has_the_uninterrupted_events(reference, tmp_path):
     job, ref_runs, cache = reference
     run_dir = job.run_dir(tmp_path)

@@ -21,6 +21,7 @@ SMALL = {"num_envs": 4, "eval_episodes": 8, "eval_interval": 500, "hidden": 16,
          "buffer_episodes": 200}
 
 
+@pytest.mark.slow
 def test_tiers_are_snapshotted_rolled_out_and_referenced(fresh_root, monkeypatch):
     # poor and medium are reached at the first evaluation after step 0 (return >= 0): one
     # snapshot, so one dataset, as the higher tier (two tiers with one sha256 were written);
@@ -93,6 +94,7 @@ def test_unknown_tier_is_a_usage_error():
         tiers.parse_tiers("poor,excellent")
 
 
+@pytest.mark.slow
 def test_interrupted_behaviour_training_resumes_where_it_stopped(fresh_root, monkeypatch):
     """Behaviour training is a job of `bench run`'s harness: stopped mid-way (as by Ctrl-C), it
     keeps its checkpoint, and the same command continues from there instead of from zero."""
@@ -130,6 +132,7 @@ def test_interrupted_behaviour_training_resumes_where_it_stopped(fresh_root, mon
     assert "n/a" not in report.missing["poor"]  # the rollouts before the stop count too
 
 
+@pytest.mark.slow
 def test_bench_collect_summary_lists_each_tier_and_the_training_time(fresh_root, monkeypatch,
                                                                      capsys):
     from o2omarl.cli import main
