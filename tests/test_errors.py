@@ -119,6 +119,25 @@ def test_a_collect_flag_the_behaviour_ignores_is_refused(fresh_root, capsys, ext
     assert code == 2 and one_line(err).startswith(f"error: {flag}"), err
     assert store.list_ids() == []
 
+
+@pytest.mark.parametrize("where", ["under a file", "virtual filesystem", "sweep file"])
+def test_an_unusable_runs_dir_is_one_line(small, tmp_path, capsys, where):
+    """A run store under a regular file, or where nothing can be made, was a traceback."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    runs = "/proc/o2omarl_runs" if where == "virtual filesystem" else str(blocker / "runs")
+    argv = run_argv(small.dataset_id, runs)
+    if where == "sweep file":
+        sweep = tmp_path / "sweep.yaml"
+        sweep.write_text(f"runs_dir: {runs}\nmaps: {{{MAP}: {small.dataset_id}}}\n"
+                         "seeds: [0]\nsteps: 200\nmethods: [ft-qmix]\n")
+        argv = ["run", "--config", str(sweep)]
+    code, _, err = bench(argv, capsys)
+    assert code == 2, err
+    assert one_line(err).startswith(f"error: --runs-dir {runs!r} is not a usable folder ("), err
+    assert one_line(err).endswith("accepted: a folder that exists or can be made, and can be "
+                                  "written")
+
 @pytest.mark.parametrize("typo, named", [
     (["run", "ovmes"], "unknown method 'ovmes' (did you mean 'ovmse'?); accepted:"),
     (["run", "ft-qmix", "--set", "hiden=8"], "unknown setting 'hiden' (did you mean 'hidden'?)"),

@@ -134,8 +134,30 @@ def fingerprint(job_config: dict) -> dict:
     return json.loads(json.dumps(out, default=str))
 
 
+def check_runs_dir(runs_dir: Path, name: str = "--runs-dir") -> None:
+    """Before any job starts, once every other input is checked: the run store is a writable
+    folder, or one that can be made (and is made here)."""
+    path = Path(runs_dir).absolute()
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UsageError(f"{name} {str(runs_dir)!r} is not a usable folder ({probe} is a file); "
+                         "accepted: a folder that exists or can be made, and can be written")
+    why = None if os.access(probe, os.W_OK | os.X_OK) else f"{probe} is not writable"
+    if why is None:
+        try:  # every input is checked by now: the store may be made (a virtual fs refuses)
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            why = e.strerror or str(e)
+    if why:
+        raise UsageError(f"{name} {str(runs_dir)!r} is not a usable folder ({why}); accepted: "
+                         "a folder that exists or can be made, and can be written")
+
+
 def check_run_dirs(jobs: list[JobSpec], runs_dir: Path) -> None:
     """Before any job starts: no job may land in a folder holding other settings."""
+    check_runs_dir(runs_dir)
     for job in jobs:
         if job.run_dir(runs_dir).exists():
             check_same(job.run_dir(runs_dir), job_config(job), config_defaults(job))
