@@ -698,7 +698,6 @@ def test_bench_run_missing_dataset_names_the_collect_command(fresh_root, tmp_pat
     ("cfcql_alpha=-1", "cfcql_alpha=-1.0 is not accepted; accepted: a number >= 0"),
     ("cfcql_temperature=-0.5", "cfcql_temperature=-0.5 is not accepted"),
     ("cql_alpha=-5", "cql_alpha=-5.0 is not accepted; accepted: a number >= 0"),
-    ("pretrain_steps=-1", "pretrain_steps=-1 is not accepted; accepted: a number > 0"),
     # settings that cannot train: once accepted, they ran to "done" with 0 updates
     ("buffer_episodes=16", "batch_size=32 is larger than buffer_episodes=16: the replay can "
                            "never hold one batch"),
