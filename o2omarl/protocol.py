@@ -10,6 +10,9 @@ from __future__ import annotations
 
 # Greedy battles per evaluation (the config's `eval_episodes` default, and `bench eval`'s).
 EVAL_EPISODES = 32
+# Battles stepped in parallel while collecting a dataset (`bench collect --num-envs`, the
+# trained tiers, the random reference score) and for `bench perf`'s raw figures.
+COLLECT_ENVS = 32
 # Online evaluations: every min(10,000, budget / 20) env steps (below), so a run has >= 20
 # and its unlearning window >= 3.
 EVALUATIONS_PER_RUN = 20

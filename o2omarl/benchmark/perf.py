@@ -36,6 +36,7 @@ from o2omarl.envs import env_info, make_env
 from o2omarl.envs.base import EnvInfo, VecEnv
 from o2omarl.episodes import Episode, Rollout, uniform_available
 from o2omarl.errors import positive
+from o2omarl.protocol import COLLECT_ENVS
 
 Run = Callable[[int], None]  # run(batched_steps)
 ONLINE_METHODS = ("qmix", "ft-qmix", "ovmse")
@@ -44,7 +45,7 @@ ONLINE_METHODS = ("qmix", "ft-qmix", "ovmse")
 @dataclass
 class PerfConfig:
     map_name: str = "2s3z"
-    num_envs: int = 32  # parallel battles for raw stepping and collection
+    num_envs: int = COLLECT_ENVS  # parallel battles for raw stepping and collection
     steps: int = 50_000  # env steps per collection timing
     online_steps: int = 20_000  # env steps timed per online method (after the warm-up)
     updates: int = 100  # offline updates timed

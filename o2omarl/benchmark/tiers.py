@@ -27,6 +27,7 @@ from o2omarl.datasets import store
 from o2omarl.envs import DEFAULT_BACKEND, MAX_RETURN, env_info, make_env
 from o2omarl.episodes import Rollout
 from o2omarl.errors import UsageError, check_seed, one_of, positive
+from o2omarl.protocol import COLLECT_ENVS
 from o2omarl.qmix import QmixO2O
 from o2omarl.qmix.updates import learner_mode
 
@@ -75,7 +76,7 @@ BEHAVIOURS = ("qmix", "heuristic", "random", "checkpoint:PATH")
 
 def collect_any(map_name: str, behaviour: str = "qmix", tiers: str = "poor,medium,good,replay",
                 episodes: int = 1000, epsilon: float | None = None, seed: int = 0,
-                num_envs: int = 32, train_steps: int = DEFAULT_TRAIN_STEPS,
+                num_envs: int = COLLECT_ENVS, train_steps: int = DEFAULT_TRAIN_STEPS,
                 tier_name: str = "checkpoint", backend: str = DEFAULT_BACKEND,
                 say=print) -> TierReport:
     """`bench collect`: trained tiers (qmix), a saved policy (checkpoint:PATH) or a built-in."""
@@ -105,7 +106,7 @@ def collect_from_checkpoint(path: str, map_name: str, tier: str, episodes: int, 
 
 
 def collect_tiers(map_name: str, tiers: list[str], episodes: int = 1000, seed: int = 0,
-                  train_steps: int = DEFAULT_TRAIN_STEPS, num_envs: int = 32,
+                  train_steps: int = DEFAULT_TRAIN_STEPS, num_envs: int = COLLECT_ENVS,
                   backend: str = DEFAULT_BACKEND, overrides: dict | None = None,
                   say=print) -> TierReport:
     positive("--episodes", episodes)

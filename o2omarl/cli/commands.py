@@ -7,6 +7,7 @@ import json
 import click
 
 from o2omarl.cli import COUNT, _mb, _table, cli, complete_dataset_ids, complete_methods
+from o2omarl.protocol import COLLECT_ENVS
 
 
 @cli.command()
@@ -36,7 +37,7 @@ def maps(backend):
               help="Per-agent probability of a uniform available action "
                    "[default: 0; 0.05 for qmix tiers].")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--num-envs", type=int, default=32, show_default=True,
+@click.option("--num-envs", type=int, default=COLLECT_ENVS, show_default=True,
               help="Parallel environments.")
 @click.option("--train-steps", type=COUNT, default=1_000_000, show_default=True,
               help="With --behaviour qmix: cap on behaviour-training env steps.")
@@ -305,7 +306,7 @@ def report(runs_dirs, out, maps, methods, formats, names, replays):
 
 @cli.command()
 @click.option("--map", "map_name", default="2s3z", show_default=True, help="Map to measure on.")
-@click.option("--num-envs", type=int, default=32, show_default=True,
+@click.option("--num-envs", type=int, default=COLLECT_ENVS, show_default=True,
               help="Parallel battles for the raw step and collection figures.")
 @click.option("--steps", type=COUNT, default=50_000, show_default=True,
               help="Env steps per collection timing.")

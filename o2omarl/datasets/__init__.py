@@ -14,8 +14,9 @@ from o2omarl.envs import DEFAULT_BACKEND, env_info, make_env
 from o2omarl.episodes import Episode, Rollout
 from o2omarl.errors import Interrupted, UsageError, check_seed, one_of, positive
 from o2omarl.progress import Progress
+from o2omarl.protocol import COLLECT_ENVS
 
-DEFAULT_NUM_ENVS = 32
+DEFAULT_NUM_ENVS = COLLECT_ENVS
 
 
 @dataclass

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from o2omarl.envs.base import MAX_RETURN, EnvInfo
+from o2omarl.protocol import COLLECT_ENVS
 
 RANDOM_EPISODES = 500
 RANDOM_SEED = 0
@@ -51,7 +52,8 @@ def reference_scores(info: EnvInfo) -> dict | None:
 
 
 def measure_random_return(map_name: str, backend: str = "smax", episodes: int = RANDOM_EPISODES,
-                          seed: int = RANDOM_SEED, num_envs: int = 32) -> tuple[float, float]:
+                          seed: int = RANDOM_SEED,
+                          num_envs: int = COLLECT_ENVS) -> tuple[float, float]:
     """(mean, standard error) of the uniform-random policy's return over `episodes` episodes."""
     from o2omarl.datasets.policies import RandomPolicy
     from o2omarl.envs import make_env

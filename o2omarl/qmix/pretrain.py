@@ -30,9 +30,12 @@ from o2omarl.qmix.monitor import (
 
 @dataclass
 class PretrainConfig:
-    steps: int = 5000  # offline updates
-    batch_size: int = 32  # episodes per update
-    eval_interval: int = 1000  # updates between evaluations in the env (0: only at the end)
+    """What the offline loop reads; built from a method's config (`QmixConfig.pretrain_config`,
+    where the defaults are stated)."""
+
+    steps: int  # offline updates
+    batch_size: int  # episodes per update
+    eval_interval: int  # updates between evaluations in the env (0: only at the end)
     eval_episodes: int = EVAL_EPISODES
 
 
