@@ -400,3 +400,23 @@ def test_the_random_reference_is_what_the_env_gives_now():
 
 def test_every_smax_map_has_a_random_reference():
     assert {m for b, m in RANDOM_RETURN if b == "smax"} == set(list_maps("smax"))
+
+
+def test_an_export_imported_into_its_own_store_is_that_version(fresh_root, tmp_path, capsys):
+    """Re-importing an export made a byte-identical second version (heuristic-v1), and
+    `--dataset heuristic` then resolved to the duplicate: runs pretrained again, elsewhere."""
+    datasets.collect("3m", "random", episodes=6, seed=0, num_envs=4, show_progress=False)
+    code, _, err = bench(["datasets", "export", "smax/3m/random-v0", "--format", "pettingzoo",
+                          str(tmp_path / "out")], capsys)
+    assert code == 0, err
+    (path,) = (tmp_path / "out").rglob("*.hdf5")
+    code, out, err = bench(["datasets", "import", str(path), "--format", "pettingzoo"], capsys)
+    assert code == 0 and "already stored as smax/3m/random-v0" in out, (out, err)
+    assert store.list_ids() == ["smax/3m/random-v0"]
+    # other episodes under the same header are new data: a version of their own
+    with h5py.File(path, "r+") as f:
+        state = f["episode_0/state"]
+        state[0, 0] = 0.25 if state[0, 0] != 0.25 else 0.5
+    code, out, err = bench(["datasets", "import", str(path), "--format", "pettingzoo"], capsys)
+    assert code == 0, err
+    assert store.list_ids() == ["smax/3m/random-v0", "smax/3m/random-v1"]
