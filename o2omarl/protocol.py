@@ -71,6 +71,18 @@ def calibration(row: dict) -> float:
     return q / earned
 
 
+def greedy_calibration(row: dict) -> float:
+    """Q_tot of the greedy policy's own actions along its evaluation battles / the discounted
+    return that followed them (NaN if the row lacks either or nothing was earned): the values
+    against the policy they are the values of, right on any data. `calibration` compares Q_tot
+    of a dataset's actions with what its *behaviour* earned afterwards, so where the greedy
+    policy is far better than the behaviour (a replay tier) a right Q_tot sits above it."""
+    q, earned = row.get("test_q_mean"), row.get("test_earned_mean")
+    if q is None or earned is None or abs(earned) < 1e-6:
+        return float("nan")
+    return q / earned
+
+
 def calibrated(ratio: float) -> bool:
     lo, hi = CALIBRATED
     return lo <= ratio <= hi

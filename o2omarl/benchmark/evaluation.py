@@ -20,9 +20,9 @@ from o2omarl import atomic
 from o2omarl.envs import env_info, make_env
 from o2omarl.envs.smax import split_step_key
 from o2omarl.errors import BenchError, UsageError, check_seed, positive
-from o2omarl.protocol import EVAL_EPISODES, eval_seed
+from o2omarl.protocol import EVAL_EPISODES, eval_seed, greedy_calibration
 from o2omarl.qmix import QmixO2O
-from o2omarl.qmix.acting import greedy_episodes
+from o2omarl.qmix.acting import greedy_episodes, greedy_values
 from o2omarl.qmix.checkpoint import Checkpoint
 
 RENDER_FORMATS = (".gif", ".mp4")
@@ -65,10 +65,16 @@ class Evaluation:
     win_rate: Estimate
     ret: Estimate
     length: Estimate
+    q_tot: float  # mean Q_tot of the greedy actions over the battles' steps
+    earned: float  # mean discounted return that followed them
     replay: Replay | None = None
 
+    @property
+    def calibration(self) -> float:
+        return greedy_calibration({"test_q_mean": self.q_tot, "test_earned_mean": self.earned})
+
     def to_dict(self) -> dict:
-        return json_ready(asdict(self))
+        return json_ready({**asdict(self), "calibration": self.calibration})
 
 
 def json_ready(obj):
@@ -142,9 +148,11 @@ def evaluate_checkpoint(path, episodes: int = EVAL_EPISODES, seed: int = 0,
         check_renderable(info)  # before the battles, not after
     env = make_env(info.map_name, min(episodes, MAX_PARALLEL), info.backend)
     eps = greedy_episodes(policy.learner.agent, env, episodes, eval_seed(seed), device)
+    values = greedy_values(policy.learner, eps, info)
     result = Evaluation(path, method, info.map_name, info.backend,
                         episodes, seed, wilson(sum(e.won for e in eps), len(eps)),
-                        t_interval([e.ret for e in eps]), t_interval([e.length for e in eps]))
+                        t_interval([e.ret for e in eps]), t_interval([e.length for e in eps]),
+                        values["test_q_mean"], values["test_earned_mean"])
     if render is not None:
         result.replay = _render(policy, Path(render), seed)
     return result

@@ -43,6 +43,9 @@ def evaluate(checkpoint, episodes, seed, map_name, render, as_json):
     click.echo(f"win rate  {result.win_rate.text('.3f')}")
     click.echo(f"return    {result.ret.text('.2f')}")
     click.echo(f"length    {result.length.text('.1f')}")
+    click.echo(f"Q_tot     {result.q_tot:.2f} vs {result.earned:.2f} earned "
+               f"({result.calibration:.2f}x): its greedy actions' values against the "
+               "discounted return that followed them")
     if result.replay:
         r = result.replay
         click.echo(f"replay    {r.path}: one battle, {'won' if r.won else 'lost'} in {r.steps} "

@@ -10,10 +10,11 @@ from typing import ClassVar, Protocol
 import numpy as np
 import torch
 
-from o2omarl.envs.base import Obs, VecEnv
+from o2omarl.envs.base import EnvInfo, Obs, VecEnv
 from o2omarl.episodes import Episode, Rollout, uniform_available
 from o2omarl.protocol import stream
-from o2omarl.qmix.learner import masked_q
+from o2omarl.qmix.buffer import ReplayBuffer
+from o2omarl.qmix.learner import Learner, masked_q
 from o2omarl.qmix.networks import RNNAgent, build_inputs
 
 
@@ -116,11 +117,27 @@ def greedy_episodes(agent: RNNAgent, env: VecEnv, episodes: int, seed: int,
     return Rollout(env, actor, seed).collect(episodes)
 
 
-def evaluate(agent: RNNAgent, env: VecEnv, episodes: int, seed: int, device="cpu") -> dict:
-    """Greedy policy for `episodes` episodes in parallel: win rate, mean return and length."""
+def evaluate(agent: RNNAgent, env: VecEnv, episodes: int, seed: int, device="cpu",
+             values: Learner | None = None) -> dict:
+    """Greedy policy for `episodes` episodes in parallel: win rate, mean return and length;
+    with `values` (the learner of `agent`), also its calibration on those battles
+    (`greedy_values`). Offline only: online, this process's mixer lags the learner process."""
     eps = greedy_episodes(agent, env, episodes, seed, device)
     return {
         "test_win_rate": float(np.mean([e.won for e in eps])),
         "test_return": float(np.mean([e.ret for e in eps])),
         "test_length": float(np.mean([e.length for e in eps])),
+        **(greedy_values(values, eps, env.info) if values is not None else {}),
     }
+
+
+def greedy_values(learner: Learner, eps: list[Episode], info: EnvInfo) -> dict:
+    """Mean Q_tot of the greedy policy's own actions along its battles, and the discounted
+    return that followed them. Their ratio (`protocol.greedy_calibration`) tests the values
+    against their own policy, which Q_tot estimates, on any data; Q_tot of a dataset's actions
+    against what the behaviour earned after them only agrees where the two policies do."""
+    store = ReplayBuffer(info, len(eps))
+    for ep in eps:
+        store.add(ep)
+    q, earned = learner.value_check(store.batch(np.arange(len(eps)), learner.device))
+    return {"test_q_mean": q, "test_earned_mean": earned}

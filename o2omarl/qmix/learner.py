@@ -161,6 +161,23 @@ class Learner:
     def target_q_values(self, batch: Batch) -> torch.Tensor:
         return self.q_values(self.target_agent, batch)
 
+    def q_tot_taken(self, batch: Batch, q_all: torch.Tensor) -> torch.Tensor:
+        """Q_tot of the batch's own joint actions, (B, T); 0 on padding."""
+        T = batch.reward.shape[1]
+        q_taken = q_all[:, :T].gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
+        return mix_filled(self.mixer, q_taken, batch.state[:, :T], batch.filled)
+
+    @torch.no_grad()
+    def value_check(self, batch: Batch) -> tuple[float, float]:
+        """(mean Q_tot of the batch's actions, mean discounted return that followed them) over
+        its filled steps. On the greedy policy's own battles this is calibration against the
+        values' own policy, right whatever the data's behaviour was (`acting.evaluate`)."""
+        q_tot = self.q_tot_taken(batch, self.q_values(self.agent, batch))
+        mask = batch.filled
+        n = mask.sum().clamp(min=1)
+        earned = discounted_return_to_go(batch.reward, self.cfg.gamma)
+        return float((q_tot * mask).sum() / n), float((earned * mask).sum() / n)
+
     def td_target(self, batch: Batch, q_all: torch.Tensor,
                   tq_all: torch.Tensor | None = None) -> torch.Tensor:
         """y_TD = r + gamma (1 - terminated) Q_tot^-(s', argmax_a Q(s', a)).
@@ -205,9 +222,7 @@ class Learner:
         target_q = (_side_thread().submit(self.target_q_values, batch)
                     if _OVERLAP["target"] else None)
         q_all = self.q_values(self.agent, batch)  # (B, T+1, n, A)
-        T = batch.reward.shape[1]
-        q_taken = q_all[:, :T].gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
-        q_tot = mix_filled(self.mixer, q_taken, batch.state[:, :T], batch.filled)
+        q_tot = self.q_tot_taken(batch, q_all)
         y = self.td_target(batch, q_all, None if target_q is None else target_q.result())
         rule_metrics, extra_metrics = {}, {}
         if self.target_rule is not None:

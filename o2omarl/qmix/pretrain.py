@@ -77,7 +77,7 @@ def pretrain(
                    "updates_per_s": i / (time.monotonic() - start)}
             if eval_env is not None:
                 row.update(evaluate(learner.agent, eval_env, cfg.eval_episodes, eval_seed(seed),
-                                    learner.device))
+                                    learner.device, values=learner))
             log(row)
             divergence.check(row, f"offline update {i:,}")
             bar.update(i, summary(row), force=True)
