@@ -62,6 +62,25 @@ def test_eval_plays_the_runs_evaluation_battles_with_intervals(run_dir, capsys):
 
 
 @pytest.mark.slow
+def test_eval_of_pretrained_weights_gives_their_last_pretraining_evaluation(run_dir, capsys):
+    """The cached offline weights on the battles of the run's evaluations: the pretraining
+    log's last greedy numbers, its values on those battles (Q_tot and earned) included."""
+    (cache,) = (run_dir.parents[3] / ".pretrained").rglob("model.pt")
+    last = read_jsonl(cache.parent / "pretrain.jsonl")[-1]
+    code, out, err = bench(["eval", str(cache), "--episodes", str(EVAL_EPISODES), "--seed", "0",
+                            "--json"], capsys)
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["ret"]["mean"] == pytest.approx(last["test_return"])
+    assert res["q_tot"] == pytest.approx(last["test_q_mean"], rel=1e-5)
+    assert res["earned"] == pytest.approx(last["test_earned_mean"], rel=1e-5)
+    assert res["calibration"] == pytest.approx(last["test_q_mean"] / last["test_earned_mean"],
+                                               rel=1e-4)
+    code, out, _ = bench(["eval", str(cache), "--episodes", str(EVAL_EPISODES)], capsys)
+    assert f"Q_tot     {res['q_tot']:.2f} vs {res['earned']:.2f} earned" in out
+
+
+@pytest.mark.slow
 def test_render_writes_a_gif_of_one_battle(run_dir, tmp_path, capsys):
     out = tmp_path / "replays" / "battle.gif"  # the folder is made
     code, stdout, err = bench(["eval", str(run_dir / "checkpoint.pt"), "--episodes", "2",

@@ -804,6 +804,63 @@ def test_pretraining_warns_when_its_values_leave_the_calibrated_band(capsys):
     assert "0.74x" in capsys.readouterr().err
 
 
+def test_calibration_on_the_greedy_battles_decides_where_it_was_measured(capsys):
+    """A replay tier's case: Q_tot of the data's actions 1.5x what the behaviour earned, while
+    the greedy policy's values match its own battles: no warning. The reverse warns."""
+    from o2omarl.qmix.monitor import check_calibration, summary
+
+    row = {"test_win_rate": 0.0, "q_taken_mean": 7.5, "return_to_go_mean": 5.0,
+           "test_q_mean": 3.0, "test_earned_mean": 3.0}
+    assert "greedy 3.00 vs 3.00 (1.00x)" in summary(row)
+    check_calibration(row, "pretraining")
+    assert capsys.readouterr().err == ""
+    check_calibration({**row, "q_taken_mean": 5.0, "test_q_mean": 4.5}, "pretraining")
+    err = capsys.readouterr().err
+    assert "greedy actions is 1.50x the return their battles earned (4.50 vs 3.00)" in err
+
+
+def _stepwise_greedy_values(learner, episodes, gamma):
+    """Q_tot of each taken action and the discounted return after it, one step at a time as
+    the actor plays (hidden state carried, last action fed back): the unrolled batch's
+    numbers, computed another way."""
+    from o2omarl.qmix.networks import build_inputs
+
+    qs, earned = [], []
+    with torch.no_grad():
+        for ep in episodes:
+            n = ep.actions.shape[1]
+            h = torch.zeros(n, learner.agent.hidden)
+            prev = torch.full((1, n), -1, dtype=torch.long)
+            rewards = np.asarray(ep.reward, dtype=np.float64)
+            for t in range(ep.length):
+                x = build_inputs(torch.tensor(ep.obs[t][None]), prev, learner.info.n_actions)
+                q, h = learner.agent(x.view(n, -1), h)
+                a = torch.as_tensor(ep.actions[t], dtype=torch.long)
+                q_a = q.gather(-1, a[:, None]).squeeze(-1)
+                state = torch.tensor(ep.state[t], dtype=torch.float32)
+                qs.append(float(learner.mixer(q_a.view(1, 1, n), state.view(1, 1, -1))))
+                earned.append(float(sum(gamma**k * r for k, r in enumerate(rewards[t:]))))
+                prev = a[None]
+    return float(np.mean(qs)), float(np.mean(earned))
+
+
+@pytest.mark.slow
+def test_greedy_values_are_q_tot_of_the_played_actions_and_the_return_after_them(env32):
+    """On real battles of different lengths (padding in the batch), against the step-by-step
+    computation: a misaligned action, a lost hidden state or a wrong discount would differ.
+    (Random battles, which earn rewards; an untrained greedy policy earns none.)"""
+    from o2omarl.qmix.acting import greedy_values
+
+    learner = Learner(env32.info, LearnerConfig(hidden=16, mixer_embed=8, hypernet_hidden=8))
+    eps = Rollout(env32, RandomPolicy(3), 3).collect(6)
+    assert len({e.length for e in eps}) > 1
+    got = greedy_values(learner, eps, env32.info)
+    q, earned = _stepwise_greedy_values(learner, eps, learner.cfg.gamma)
+    assert got["test_q_mean"] == pytest.approx(q, rel=1e-4, abs=1e-5)
+    assert got["test_earned_mean"] == pytest.approx(earned, rel=1e-5)
+    assert earned > 0
+
+
 @pytest.mark.parametrize("kind", ["qmix", "vdn"])
 def test_mixer_deviations_equal_mixing_each_joint_action(kind):
     """The rank-one deviations (CFCQL's fast path) against `forward` on every joint action

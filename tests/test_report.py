@@ -732,12 +732,15 @@ def test_main_table_has_the_largest_fall_with_its_step(report):
 
 def test_pretraining_table_shows_calibration_per_evaluation_once_per_seed(tmp_path):
     """Two methods started from one pretraining per seed: each seed counts once. Seed 0 ends
-    at Q_tot 10 against 5 earned (2x), seed 1 at 6 against 5 (1.2x): ratio (2 + 1.2) / 2."""
+    at Q_tot 10 against 5 earned (2x), seed 1 at 6 against 5 (1.2x): ratio (2 + 1.2) / 2.
+    On the greedy battles (logged at 1,000 only, as by a log from before that measure at 500):
+    3 vs 3 and 4.5 vs 3, ratio (1 + 1.5) / 2."""
     def log(q_end):
         return [{"update": 500, "test_win_rate": 0.5, "test_return": 12.0, "q_taken_mean": 4.0,
                  "return_to_go_mean": 5.0},
                 {"update": 1000, "test_win_rate": 0.25, "test_return": 10.0,
-                 "q_taken_mean": q_end, "return_to_go_mean": 5.0}]
+                 "q_taken_mean": q_end, "return_to_go_mean": 5.0,
+                 "test_q_mean": 3.0 if q_end == 10.0 else 4.5, "test_earned_mean": 3.0}]
     runs = tmp_path / "runs"
     config = {"offline_loss": "cfcql", "cfcql_alpha": 50.0}
     for method in ("ovmse", "ft-qmix"):
@@ -750,4 +753,6 @@ def test_pretraining_table_shows_calibration_per_evaluation_once_per_seed(tmp_pa
     end = t.data[1]
     assert end["q_taken_mean"] == pytest.approx(8.0) and end["ratio"] == pytest.approx(1.6)
     assert end["test_win_rate"] == pytest.approx(0.25) and t.data[0]["ratio"] == 0.8
-    assert "| 1,000 | 2 | 0.25 | 10.00 | 8.00 | 5.00 | 1.60 |" in t.markdown()
+    assert "| 1,000 | 2 | 0.25 | 10.00 | 8.00 | 5.00 | 1.60 | 3.75 | 3.00 | 1.25 |" in t.markdown()
+    assert "| 500 | 2 | 0.50 | 12.00 | 4.00 | 5.00 | 0.80 | - | - | - |" in t.markdown()
+    assert end["greedy_ratio"] == pytest.approx(1.25)

@@ -13,7 +13,7 @@ import numpy as np
 from o2omarl.envs.base import MAX_RETURN
 from o2omarl.errors import BenchError
 from o2omarl.progress import warn
-from o2omarl.protocol import CALIBRATED, calibrated, calibration
+from o2omarl.protocol import CALIBRATED, calibrated, calibration, greedy_calibration
 
 # Where a loop writes its metrics rows. A log may also offer `scalars(step, metrics)`: the
 # loop then hands it the training metrics between two rows as well, at a finer grain
@@ -104,21 +104,36 @@ class Divergence:
 
 
 def summary(row: dict) -> str:
-    """The progress line's metrics: win rate, and Q_tot against what the data earned."""
+    """The progress line's metrics: win rate, Q_tot against what the data earned, and (at an
+    offline evaluation) Q_tot of the greedy actions against what their battles earned."""
     text = f"win rate {row.get('test_win_rate', float('nan')):.2f}"
     if "q_taken_mean" in row and "return_to_go_mean" in row:
         text += f" | Q_tot {row['q_taken_mean']:.2f} vs {row['return_to_go_mean']:.2f} earned"
         ratio = calibration(row)
         if not math.isnan(ratio):
             text += f" ({ratio:.2f}x)"
+    ratio = greedy_calibration(row)
+    if not math.isnan(ratio):
+        text += (f" | greedy {row['test_q_mean']:.2f} vs {row['test_earned_mean']:.2f} "
+                 f"({ratio:.2f}x)")
     return text
 
 
 def check_calibration(row: dict, label: str) -> None:
-    """Warns, in one line, when pretraining ends with values off the return they estimate."""
+    """Warns, in one line, when pretraining ends with values off the return they estimate: on
+    the greedy policy's battles where it was evaluated (right on any data), else on the data's
+    actions."""
+    lo, hi = CALIBRATED
+    ratio = greedy_calibration(row)
+    if not math.isnan(ratio):
+        if not calibrated(ratio):
+            warn(f"{label}: Q_tot of the greedy actions is {ratio:.2f}x the return their "
+                 f"battles earned ({row['test_q_mean']:.2f} vs {row['test_earned_mean']:.2f}) "
+                 f"at the end of pretraining, outside [{lo}, {hi}]: the online phase starts "
+                 "from miscalibrated values (README, 'Offline pretraining')")
+        return
     ratio = calibration(row)
     if not math.isnan(ratio) and not calibrated(ratio):
-        lo, hi = CALIBRATED
         warn(f"{label}: Q_tot of the data's actions is {ratio:.2f}x the return those episodes "
              f"earned ({row['q_taken_mean']:.2f} vs {row['return_to_go_mean']:.2f}) at the end "
              f"of pretraining, outside [{lo}, {hi}]: the online phase starts from miscalibrated "

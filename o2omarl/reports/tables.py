@@ -20,7 +20,13 @@ import numpy as np
 
 from o2omarl.benchmark.results import RunRecord
 from o2omarl.errors import BenchError
-from o2omarl.protocol import CALIBRATED, EVAL_EPISODES, MIN_EVALUATIONS, calibration
+from o2omarl.protocol import (
+    CALIBRATED,
+    EVAL_EPISODES,
+    MIN_EVALUATIONS,
+    calibration,
+    greedy_calibration,
+)
 from o2omarl.reports import stats
 from o2omarl.reports.cells import Cell, Task, by_task, display_name, method_rank
 from o2omarl.reports.stats import iqm
@@ -381,10 +387,14 @@ def offline_setting(config: dict) -> str:
 def pretraining_table(cells: list[Cell]) -> Table:
     """Per task and offline setting, each pretraining evaluation: greedy win rate and return,
     Q_tot of the data's actions, the discounted return those steps earned, and their ratio,
-    means over the seeds (one pretraining per seed, however many methods started from it)."""
+    then the same on the greedy policy's battles (`protocol.greedy_calibration`; "-" in logs
+    from before it), means over the seeds (one pretraining per seed, however many methods
+    started from it)."""
     columns = ["map", "dataset", "pretrain", "offline loss", "updates", "seeds", "greedy win",
-               "return", "Q_tot", "earned", "ratio"]
-    keys = ["test_win_rate", "test_return", "q_taken_mean", "return_to_go_mean"]
+               "return", "Q_tot", "earned", "ratio", "greedy Q_tot", "greedy earned",
+               "greedy ratio"]
+    keys = ["test_win_rate", "test_return", "q_taken_mean", "return_to_go_mean",
+            "test_q_mean", "test_earned_mean"]
     rows, data = [], []
     for task, group_cells in by_task(cells).items():
         logs: dict[str, dict[int, list[dict]]] = {}  # setting -> seed -> rows
@@ -399,21 +409,29 @@ def pretraining_table(cells: list[Cell]) -> Table:
                 at = [row for rs in by_seed.values() for row in rs if row["update"] == u]
                 mean = {k: float(np.mean([row.get(k, np.nan) for row in at])) for k in keys}
                 ratio = float(np.mean([calibration(row) for row in at]))
+                greedy = float(np.mean([greedy_calibration(row) for row in at]))
                 rows.append([task.map, task.dataset, f"{task.pretrain_steps:,}", setting,
                              f"{u:,}", str(len(at)), _fmt(mean["test_win_rate"], 2),
                              _fmt(mean["test_return"], 2), _fmt(mean["q_taken_mean"], 2),
-                             _fmt(mean["return_to_go_mean"], 2), _fmt(ratio, 2)])
+                             _fmt(mean["return_to_go_mean"], 2), _fmt(ratio, 2),
+                             _fmt(mean["test_q_mean"], 2), _fmt(mean["test_earned_mean"], 2),
+                             _fmt(greedy, 2)])
                 data.append({"map": task.map, "dataset": task.dataset,
                              "pretrain_steps": task.pretrain_steps, "offline_loss": setting,
-                             "update": u, "seeds": len(at), **mean, "ratio": ratio})
+                             "update": u, "seeds": len(at), **mean, "ratio": ratio,
+                             "greedy_ratio": greedy})
     fields = ["map", "dataset", "pretrain_steps", "offline_loss", "update", "seeds", *keys,
-              "ratio"]
+              "ratio", "greedy_ratio"]
     caption = ("Offline pretraining at each of its evaluations, per task and conservative term: "
                f"greedy win rate and return ({EVAL_EPISODES} battles by default), Q_tot of the "
                "data's actions and the "
                "discounted return those steps earned (means over the updates since the "
-               "previous evaluation) and their ratio (calibrated: ~1; a warning outside "
-               f"[{CALIBRATED[0]}, {CALIBRATED[1]}] at the end), means over seeds.")
+               "previous evaluation) and their ratio; then Q_tot of the greedy actions along "
+               "the evaluation battles against the discounted return that followed, and "
+               "their ratio (calibrated: ~1; a warning outside "
+               f"[{CALIBRATED[0]}, {CALIBRATED[1]}] at the end). The data's ratio exceeds 1 "
+               "for right values wherever the greedy policy beats the data's behaviour; the "
+               "greedy ratio does not. Means over seeds.")
     return Table("pretraining", caption, columns, fields, rows, data, group_columns=3)
 
 
