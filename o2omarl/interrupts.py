@@ -4,7 +4,8 @@ Python raises KeyboardInterrupt wherever the signal lands; when it lands inside 
 (XLA's garbage-collection hook, during `bench collect`) the exception is printed as "Exception
 ignored ..." and swallowed, and the loop carried on to write its dataset. Here the first SIGINT
 or SIGTERM only sets a flag that the loop polls between steps, where KeyboardInterrupt is then
-raised for real; a second one raises at once.
+raised for real; a second one raises at once. Before any loop, `bench` stops on the first
+(`terminate`); if that raise is swallowed, the next loop is handed the signal on entry.
 """
 
 from __future__ import annotations
@@ -12,6 +13,23 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+
+# Whether main()'s handler (`terminate`) received a signal. Its KeyboardInterrupt can be
+# swallowed (XLA's gc hook, e.g. while a simulator compiles before a loop starts): the next loop
+# that installs a handler (`handling`) is then handed that signal at once.
+_received: list[int] = []
+
+
+def terminate(signum, frame):
+    """The handler outside any loop's (`bench`'s main): SIGINT and SIGTERM stop like Ctrl-C,
+    and are remembered in case the raise is lost."""
+    _received.append(signum)
+    raise KeyboardInterrupt
+
+
+def forget() -> None:
+    """A new command starts (main() called in-process again: tests, scripts)."""
+    _received.clear()
 
 
 class Deferred:
@@ -41,6 +59,8 @@ def handling(handler):
         return
     old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
+        if _received:  # a stop asked for before this loop began, its raise swallowed
+            handler(_received[-1], None)
         yield
     finally:
         for s, h in old.items():

@@ -16,6 +16,7 @@ import traceback
 
 import click
 
+from o2omarl import interrupts
 from o2omarl.errors import BenchError, Interrupted
 
 
@@ -79,21 +80,20 @@ def cli(ctx, debug):
     ctx.obj = {"debug": debug}
 
 
-def _terminate(signum, frame):
-    raise KeyboardInterrupt  # SIGTERM (`timeout`, schedulers) stops like Ctrl-C
-
-
 def main(argv=None) -> None:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     # Until a command's loop installs its own stop flag (run, collect), SIGTERM is Ctrl-C:
-    # exit 130 with a line, never killed mid-write by the default handler.
+    # exit 130 with a line, never killed mid-write by the default handler. A raise that a
+    # callback swallows is handed to the next loop (`interrupts.terminate`).
     main_thread = threading.current_thread() is threading.main_thread()
-    before = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
+    interrupts.forget()
+    before = ({s: signal.signal(s, interrupts.terminate) for s in (signal.SIGINT, signal.SIGTERM)}
+              if main_thread else {})
     try:
         _main(argv, debug)
     finally:
-        if main_thread:  # `main` called in-process (tests, scripts) leaves SIGTERM as it was
-            signal.signal(signal.SIGTERM, before)
+        for s, handler in before.items():  # `main` called in-process leaves them as they were
+            signal.signal(s, handler)
 
 
 def _main(argv, debug: bool) -> None:
