@@ -488,22 +488,25 @@ def test_pretraining_is_cached_and_reused_by_another_method(heuristic_3m, tmp_pa
     for key in ("test_win_rate", "test_return", "test_length"):
         assert r_ft[key] == r_cql[key], key
 
-    # The default loss is CFCQL; another loss is other pretrained weights: another cache entry.
-    assert read_jsonl(cache / "pretrain.jsonl")[0]["cfcql_gap"] > 0
+    # The default loss is per-agent CQL; another loss is other pretrained weights: another
+    # cache entry.
+    first = read_jsonl(cache / "pretrain.jsonl")[0]
+    assert first["cql_gap"] > 0 and "cfcql_gap" not in first
     monkeypatch.undo()
     run_all(["ft-qmix"], "3m", heuristic_3m.dataset_id, [0], steps=400, pretrain_steps=40,
-            runs_dir=tmp_path / "cql", overrides={**over, "offline_loss": "cql"}, say=print)
-    (cql_cache,) = (tmp_path / "cql" / ".pretrained" / "3m" / "heuristic-v0").glob("*/seed_0")
-    assert cql_cache.parent.name != cache.parent.name
-    (row,) = read_jsonl(cql_cache / "pretrain.jsonl")
-    assert row["cql_gap"] > 0 and "cfcql_gap" not in row
+            runs_dir=tmp_path / "cf", overrides={**over, "offline_loss": "cfcql"}, say=print)
+    (cf_cache,) = (tmp_path / "cf" / ".pretrained" / "3m" / "heuristic-v0").glob("*/seed_0")
+    assert cf_cache.parent.name != cache.parent.name
+    (row,) = read_jsonl(cf_cache / "pretrain.jsonl")
+    assert row["cfcql_gap"] > 0 and "cql_gap" not in row
 
 
 @pytest.mark.parametrize("loss, kind, alpha", [("cfcql", CounterfactualConservativeLoss, 25.0),
                                                ("cql", ConservativeLoss, 2.5)])
 def test_cql_ft_keeps_pretrainings_own_term_online(info3m, loss, kind, alpha):
     """The term kept online is the one pretraining used, at its weight times the scale."""
-    cfg = CqlFt.Config(offline_loss=loss, online_alpha_scale=0.5)
+    cfg = CqlFt.Config(offline_loss=loss, online_alpha_scale=0.5, cql_alpha=5.0,
+                       cfcql_alpha=50.0)
     (term,) = CqlFt(info3m, cfg).online_losses()
     assert type(term) is kind and term.alpha == alpha
     if loss == "cfcql":
