@@ -57,16 +57,21 @@ def datasets_list(as_json):
 @datasets.command("show")
 @click.argument("dataset_id", shell_complete=complete_dataset_ids)
 def datasets_show(dataset_id):
-    """Everything recorded about one dataset version (JSON).
+    """Everything recorded about one dataset version (JSON), its card in `stats`.
+
+    The card: episodes, steps (transitions), return mean, sd, min and max, win rate, mean
+    episode length, and SACo (distinct (state with each feature rounded to 0 or 1, joint
+    action) pairs / steps; README, "Dataset cards"), computed from the episodes for versions
+    written before it.
 
     \b
     Example: bench datasets show smax/3m/heuristic-v0
     """
-    from o2omarl.datasets import store
+    from o2omarl.datasets import card, store
 
     rec = store.get(dataset_id)
-    click.echo(json.dumps({"path": str(rec.path), "size_bytes": rec.size_bytes(), **rec.meta},
-                          indent=2, sort_keys=True))
+    click.echo(json.dumps({"path": str(rec.path), "size_bytes": rec.size_bytes(), **rec.meta,
+                           "stats": card(rec)}, indent=2, sort_keys=True))
 
 
 @datasets.command("verify")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from o2omarl import interrupts
 from o2omarl.datasets import store
-from o2omarl.datasets.loader import check_fits, load, verify
+from o2omarl.datasets.loader import card, check_fits, load, verify
 from o2omarl.datasets.policies import BUILTIN_BEHAVIOURS, EpsilonMix, Policy, make_builtin
 from o2omarl.datasets.store import DatasetRecord, resolve
 from o2omarl.envs import DEFAULT_BACKEND, env_info, make_env
@@ -111,5 +111,5 @@ def collect(
 
 __all__ = [
     "BUILTIN_BEHAVIOURS", "CollectResult", "DatasetRecord",
-    "check_fits", "collect", "load", "resolve", "store", "verify",
+    "card", "check_fits", "collect", "load", "resolve", "store", "verify",
 ]

@@ -13,7 +13,14 @@ from concurrent.futures import ThreadPoolExecutor
 import h5py
 import numpy as np
 
-from o2omarl.datasets.store import DATA_FILES, DatasetRecord, resolve, sha256
+from o2omarl.datasets.store import (
+    DATA_FILES,
+    SACO_DECIMALS,
+    DatasetRecord,
+    resolve,
+    saco,
+    sha256,
+)
 from o2omarl.envs.base import EnvInfo
 from o2omarl.episodes import FIELDS, MINARI_KEYS, PER_OBSERVATION, SPEC, EpisodeArrays
 from o2omarl.errors import BenchError, UsageError
@@ -239,3 +246,16 @@ def verify(record: DatasetRecord) -> list[str]:
     if minari_meta.get("dataset_id") != record.dataset_id:
         problems.append(f"Minari's metadata names {minari_meta.get('dataset_id')!r}")
     return problems
+
+
+def card(record: DatasetRecord) -> dict:
+    """The dataset card: the stats written at collection, with what versions written before a
+    card field existed lack (SACo) computed from their episodes; the stored metadata is never
+    changed (it is checksummed with the data)."""
+    stats = dict(record.stats)
+    if "saco" not in stats:
+        arrays = load(record)
+        T = arrays.filled.shape[1]
+        stats.update(saco=saco(arrays.state[:, :T][arrays.filled], arrays.actions[arrays.filled]),
+                     saco_decimals=SACO_DECIMALS)
+    return stats
