@@ -32,6 +32,7 @@ METHODS = (
     Method("ft-qmix", "o2omarl.baselines:FtQmix", "FT-QMIX", "C0", ablation="neither"),
     Method("cql-ft", "o2omarl.baselines:CqlFt", "CQL-FT", "C4"),
     Method("hybrid", "o2omarl.baselines:Hybrid", "Hybrid", "C5"),
+    Method("wsrl", "o2omarl.baselines.wsrl:Wsrl", "WSRL", "C8"),
     Method("ovm", "o2omarl.ovmse:Ovm", "OVM", "C2", ablation="memory"),
     Method("se", "o2omarl.ovmse:Se", "SE", "C1", ablation="exploration"),
     Method("ovmse", "o2omarl.ovmse:Ovmse", "OVMSE", "C3", ablation="both"),

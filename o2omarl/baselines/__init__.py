@@ -6,6 +6,8 @@
 | ft-qmix   | offline weights | same schedule as qmix (configurable)      | plain TD              |
 | cql-ft    | offline weights | epsilon-greedy                            | TD + offline's term   |
 | hybrid    | random init     | epsilon-greedy; half offline episodes     | plain TD              |
+| wsrl      | offline weights | warm-up of the pretrained policy, then    | plain TD; no offline  |
+|           |                 | epsilon-greedy 0.2 -> 0.05 (`wsrl.py`)    | data online           |
 """
 
 from __future__ import annotations
@@ -70,7 +72,14 @@ class HybridConfig(QmixConfig):
 
 
 class Hybrid(QmixO2O):
-    """RLPD / Hy-Q style: random init, every batch mixes offline and online episodes."""
+    """RLPD (Ball et al., ICML 2023, "Efficient Online Reinforcement Learning with Offline
+    Data"): no pretraining (random init), and every batch drawn symmetrically, half offline
+    episodes and half online (`offline_fraction`), as Hy-Q's hybrid sampling also does.
+
+    What differs from RLPD: its critic ensemble (10 Q-networks, a random subset for the
+    target), LayerNorm in the critic and its high update-to-data ratio (20) are not here; the
+    learner is the suite's shared QMIX, at its own update rate, and sampling is by episode
+    (RLPD samples transitions)."""
 
     name = "hybrid"
     Config = HybridConfig
@@ -81,4 +90,6 @@ class Hybrid(QmixO2O):
         return parts
 
 
-BASELINES = (Qmix, FtQmix, CqlFt, Hybrid)
+from o2omarl.baselines.wsrl import Wsrl  # noqa: E402 - a module of its own, on the same base
+
+BASELINES = (Qmix, FtQmix, CqlFt, Hybrid, Wsrl)

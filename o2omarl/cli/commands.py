@@ -7,6 +7,7 @@ import json
 import click
 
 from o2omarl.cli import COUNT, _mb, _table, cli, complete_dataset_ids, complete_methods
+from o2omarl.methods import ORDER
 from o2omarl.protocol import COLLECT_ENVS
 
 
@@ -161,7 +162,7 @@ def run(ctx, methods, config, label, map_name, dataset, seed, seeds, seed_offset
     same command can be rerun after a crash or Ctrl-C.
 
     \b
-    Methods: qmix, ft-qmix, cql-ft, hybrid, ovm, se, ovmse.
+    Methods: METHODS.
     Examples:
       bench run ovmse ft-qmix qmix --map 2s3z --seeds 5
       bench run ft-qmix --map 3m --dataset heuristic --steps 50000 --pretrain-steps 2000 --seed 0
@@ -181,6 +182,9 @@ def run(ctx, methods, config, label, map_name, dataset, seed, seeds, seed_offset
     click.echo(_table(rows, ["method", "map", "dataset", "seed", "state", "win rate",
                              "return", "run dir"]))
     check_failed(rows)
+
+
+run.help = run.help.replace("METHODS", ", ".join(ORDER))  # the methods table's, in its order
 
 
 @cli.command()

@@ -53,6 +53,9 @@ class Parts:
     offline_fraction: float = 0.0  # share of each batch drawn from the offline dataset
     # Extra schedule values to log at each evaluation: (env_step, budget) -> {name: value}.
     schedules: Callable[[int, int], dict] | None = None
+    # Env steps before the first update: until then the replay fills with the policy as it
+    # started, unchanged (WSRL's warm-up; 0: learning starts with the first full batch).
+    learning_starts: int = 0
 
 
 class OnlineTraining:
@@ -201,7 +204,7 @@ class OnlineTraining:
             self.pending += cfg.updates_per_episode
         window.explorers.append(float(self.actor.explored.sum(-1).mean()))
         n_on = cfg.batch_size - self.n_off
-        if self.buffer.size < n_on:
+        if self.buffer.size < n_on or self.env_step < self.parts.learning_starts:
             self.pending = 0.0  # PyMARL: learning starts once a full batch of episodes is stored
         if self.pending < 1.0:
             return
