@@ -43,7 +43,8 @@ def one_line(err: str) -> str:
 def run_argv(dataset, runs, *extra):
     return ["run", "ft-qmix", "--map", MAP, "--dataset", dataset, "--steps", "200",
             "--pretrain-steps", "5", "--seed", "0", "--runs-dir", str(runs),
-            "--set", "eval_episodes=4", "--set", "num_envs=4", "--set", "hidden=8", *extra]
+            "--set", "eval_episodes=4", "--set", "num_envs=4", "--set", "hidden=8",
+            "--set", "batch_size=2", *extra]  # a batch the 200 steps fill: updates happen
 
 
 @pytest.fixture
@@ -202,6 +203,22 @@ def test_dataset_of_an_older_state_format_is_refused_naming_the_fix(small, tmp_p
     assert code == 2 and "recorded in state format 2" in line and "format 3" in line
     assert "weapon cooldown" in line and "bench collect --map 3m" in line
     assert not runs.exists()
+
+
+def test_a_run_that_made_no_update_is_failed_not_done(small, tmp_path, capsys):
+    """200 steps of 4 envs never store a batch of 64 episodes: the run ends its budget with
+    no update; once marked done (and averaged into reports), it now fails in one line."""
+    runs = tmp_path / "runs"
+    argv = run_argv(small.dataset_id, runs)
+    argv[argv.index("batch_size=2")] = "batch_size=64"
+    code, _, err = bench(argv, capsys)
+    last = err.strip().splitlines()[-1]  # (after pretraining's calibration warning)
+    assert code == 1 and last.startswith("error: ft-qmix seed 0: made no update in its 200 env")
+    assert "batch_size=64" in err and "not done" in err
+    status = json.loads(next(runs.rglob("status.json")).read_text())
+    assert status["state"] == "failed" and "made no update" in status["error"]
+    code, out, _ = bench(["runs", "list", "--runs-dir", str(runs)], capsys)
+    assert code == 0 and "failed" in out and "done" not in out
 
 
 def test_newer_run_store_is_refused(small, tmp_path, capsys):

@@ -30,7 +30,7 @@ def run_dir(heuristic_3m, tmp_path_factory):
     """A finished ft-qmix run on 3m (model.pt, metrics.jsonl)."""
     (job,) = plan(["ft-qmix"], "3m", heuristic_3m.dataset_id, [0], 400, 20,
                   overrides={"eval_interval": 200, "eval_episodes": EVAL_EPISODES,
-                             "num_envs": 4, "hidden": 16})
+                             "num_envs": 4, "hidden": 16, "batch_size": 4})
     runs = tmp_path_factory.mktemp("eval") / "runs"
     run_job(job, runs, say=lambda msg: None)
     return job.run_dir(runs)
@@ -180,7 +180,7 @@ def test_report_embeds_a_replay_of_the_best_and_the_worst_run(run_dir, heuristic
     runs = run_dir.parents[3]  # runs/<map>/<dataset>/<method>/seed_0
     (job,) = plan(["ft-qmix"], "3m", heuristic_3m.dataset_id, [1], 400, 20,
                   overrides={"eval_interval": 200, "eval_episodes": EVAL_EPISODES,
-                             "num_envs": 4, "hidden": 16})
+                             "num_envs": 4, "hidden": 16, "batch_size": 4})
     run_job(job, runs, say=lambda msg: None)
     auc = {r.seed: run_metrics(r.rows, r.budget)["auc"] for r in scan_store(runs)}
     assert set(auc) == {0, 1}

@@ -148,6 +148,16 @@ def run_job(job: JobSpec, runs_dir: Path, say=print, cache_dir: Path | None = No
             raise Interrupted(f"stopped {job.name} seed {job.seed} at env step "
                               f"{training.env_step:,} after writing a checkpoint; run the "
                               "same command to resume")
+        # its budget spent without learning anything (a behaviour run that `on_eval` ended,
+        # its snapshots taken, is complete whatever it learned)
+        if training.finished and method.learner.updates == 0:
+            error = (f"made no update in its {training.env_step:,} env steps "
+                     f"({training.episodes} episodes; learning starts once "
+                     f"batch_size={method.cfg.batch_size} are stored): not a result, so not "
+                     "done; give a larger --steps or a smaller batch_size")
+            write_status(run_dir, "failed", error=error)
+            log(f"failed: {error}")
+            raise BenchError(error)
         row = training.row
         write_status(run_dir, "done", final=row)
         shutil.rmtree(run_dir / "replay", ignore_errors=True)  # only needed to resume
