@@ -105,6 +105,14 @@ class EpisodeArrays:
     def steps(self) -> int:
         return int(self.filled.sum())
 
+    @staticmethod
+    def nbytes(E: int, info: EnvInfo) -> int:
+        """What `zeros(E, info)` holds once every episode is written (padded to the limit)."""
+        T = info.episode_limit
+        per = sum(int(np.prod(SPEC[f].shape(info, T))) * np.dtype(SPEC[f].dtype).itemsize
+                  for f in TRAINING_FIELDS) + T  # + filled (bool)
+        return E * per
+
     @classmethod
     def zeros(cls, E: int, info: EnvInfo) -> "EpisodeArrays":
         """E empty episodes; padded steps keep an available no-op so that masked maxima over

@@ -705,6 +705,8 @@ def test_bench_run_missing_dataset_names_the_collect_command(fresh_root, tmp_pat
     ("buffer_episodes=16", "batch_size=32 is larger than buffer_episodes=16: the replay can "
                            "never hold one batch"),
     ("batch_size=1e9", "batch_size=1000000000 is larger than buffer_episodes=5000"),
+    # a replay no machine holds: it once filled up for hours before the kernel killed the run
+    ("buffer_episodes=1e9", "buffer_episodes=1,000,000,000 needs"),
 ])
 def test_bench_run_rejects_bad_settings_before_any_job(heuristic_3m, tmp_path, capsys, setting,
                                                        named):
@@ -718,6 +720,26 @@ def test_bench_run_rejects_bad_settings_before_any_job(heuristic_3m, tmp_path, c
     assert named in err and len(err.strip().splitlines()) == 1
     assert "Traceback" not in err
     assert not runs.exists()
+
+
+def test_a_replay_larger_than_this_machines_memory_is_refused(heuristic_3m, monkeypatch):
+    """The limit is this machine's memory, counted twice with a learner process (its
+    replica); a replay that fits is planned."""
+    from o2omarl.benchmark import jobs, plan
+    from o2omarl.episodes import EpisodeArrays
+    from o2omarl.errors import UsageError
+
+    per = EpisodeArrays.nbytes(1, env_info("3m"))
+    monkeypatch.setattr(jobs, "machine_memory", lambda: 1000 * per)
+    monkeypatch.setenv("O2OMARL_LEARNER", "process")
+    with pytest.raises(UsageError, match=r"buffer_episodes=600 needs .* \(twice: the learner "
+                                         r"process holds a replica\), more than this "
+                                         r"machine's .*; accepted: buffer_episodes <= 500 here"):
+        plan(["ft-qmix"], "3m", heuristic_3m.dataset_id, [0], overrides={"buffer_episodes": 600})
+    monkeypatch.setenv("O2OMARL_LEARNER", "inline")
+    (job,) = plan(["ft-qmix"], "3m", heuristic_3m.dataset_id, [0],
+                  overrides={"buffer_episodes": 600})
+    assert job.config.buffer_episodes == 600
 
 
 @pytest.mark.parametrize("extra, named", [

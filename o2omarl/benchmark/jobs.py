@@ -6,12 +6,14 @@ passed, so a bad budget, seed, map or dataset is answered without loading them."
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from o2omarl import datasets
 from o2omarl.datasets import DatasetRecord, store
 from o2omarl.envs import DEFAULT_BACKEND, env_info
+from o2omarl.episodes import EpisodeArrays
 from o2omarl.errors import UsageError, check_seed, one_of, positive
 from o2omarl.methods import NAMES
 
@@ -153,10 +155,35 @@ def plan(methods: list[str], map_name: str | None, dataset: str | None, seeds: l
                 raise
             record = None  # e.g. `qmix` alone beside a medium tier of an older state format
         for cls, config in zip(classes, configs):
+            check_memory(config, info, mode)
             for seed in seeds:
                 jobs.append(JobSpec(cls.name, m, seed, record, backend, device, config,
                                     learner_mode=mode))
     return jobs
+
+
+def machine_memory() -> int:
+    """Bytes of physical memory on this machine."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+TWICE = " (twice: the learner process holds a replica)"
+
+
+def check_memory(config, info, learner_mode: str) -> None:
+    """Refuse a replay no run on this machine can hold: it fills up over the run (padded
+    episodes, allocated as they come), so an oversize one is killed for memory hours in. A
+    learner process keeps a replica: twice the bytes."""
+    copies = 2 if learner_mode == "process" else 1
+    need = copies * EpisodeArrays.nbytes(config.buffer_episodes, info)
+    have = machine_memory()
+    if need > have:
+        fits = have // (copies * EpisodeArrays.nbytes(1, info))
+        raise UsageError(
+            f"buffer_episodes={config.buffer_episodes:,} needs {need / 2**30:,.1f} GiB for its "
+            f"replay on map {info.map_name}{TWICE if copies == 2 else ''}, "
+            f"more than this machine's {have / 2**30:,.1f} GiB of memory; accepted: "
+            f"buffer_episodes <= {fits:,} here")
 
 
 def _needs_data(config) -> bool:
