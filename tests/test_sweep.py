@@ -98,6 +98,14 @@ def test_the_paper_experiment_file(sweep_of):
 
 
 
+@pytest.mark.parametrize("path", sorted(PAPER.parent.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_sweep_file_reads(path, sweep_of):
+    """Their methods, variants, maps and settings are all known (checked before any job)."""
+    sweep = sweep_of(["--config", str(path)])
+    assert sweep.methods or sweep.variants
+    assert all(m for m, _ in sweep.tasks)
+
+
 def test_the_pretraining_length_is_one_config_field_however_it_is_given(
         heuristic_3m, tmp_path, sweep_of):
     """`--set pretrain_steps=N` (or a sweep file's `set:`) lands in the config; it was once
