@@ -219,6 +219,7 @@ def test_a_run_that_made_no_update_is_failed_not_done(small, tmp_path, capsys):
     assert status["state"] == "failed" and "made no update" in status["error"]
     code, out, _ = bench(["runs", "list", "--runs-dir", str(runs)], capsys)
     assert code == 0 and "failed" in out and "done" not in out
+    assert out.strip().splitlines()[-1] == "1 run: 1 failed"
 
 
 def test_newer_run_store_is_refused(small, tmp_path, capsys):
@@ -234,6 +235,7 @@ def test_newer_run_store_is_refused(small, tmp_path, capsys):
     assert sorted(p.name for p in cfg_path.parent.iterdir()) == before
     code, out, _ = bench(["runs", "list", "--runs-dir", str(runs)], capsys)
     assert code == 0 and "damaged" in out and "newer o2omarl" in out
+    assert out.strip().splitlines()[-1] == "1 run: 1 damaged"  # counted, not only listed
 
 
 @pytest.mark.slow
@@ -281,6 +283,7 @@ def test_metadata_that_is_not_json(small, capsys, name):
     assert code == 0  # listing never crashes on a damaged version
     if name == store.SIDECAR:
         assert "DAMAGED" in out
+        assert out.strip().splitlines()[-1].startswith("1 dataset, 1 DAMAGED")
 
 
 def _write_dataset(tier: str, edit) -> str:

@@ -254,6 +254,20 @@ def runs_list(runs_dir, as_json):
             for r in found]
     click.echo(_table(rows, ["map", "dataset", "method", "seed", "status", "steps", "win rate",
                              "note", "path"]))
+    click.echo(count_line(found, changed))
+
+
+def count_line(found, changed: dict) -> str:
+    """`12 runs: 10 done, 1 running, 1 damaged; 1 trained on data since changed`: what the
+    table holds, so that a damaged or stale run is not missed in a long one."""
+    states: dict[str, int] = {}
+    for r in found:
+        states[r.state] = states.get(r.state, 0) + 1
+    text = (f"{len(found)} run{'s' * (len(found) != 1)}: "
+            + ", ".join(f"{n} {state}" for state, n in sorted(states.items())))
+    if changed:
+        text += f"; {len(changed)} trained on a dataset whose bytes have changed since"
+    return text
 
 
 def _parse_overrides(items) -> dict:

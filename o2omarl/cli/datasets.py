@@ -52,6 +52,10 @@ def datasets_list(as_json):
         return
     click.echo(_table(rows, ["id", "tier", "episodes", "steps", "mean return", "win rate",
                              "size"]))
+    damaged = sum(r["tier"] == "DAMAGED" for r in rows)
+    click.echo(f"{len(rows)} dataset{'s' * (len(rows) != 1)}"
+               + (f", {damaged} DAMAGED (`bench datasets verify ID` says what)" if damaged
+                  else ""))
 
 
 @datasets.command("show")
