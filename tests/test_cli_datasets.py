@@ -261,7 +261,8 @@ def test_a_read_only_dataset_root_serves_every_reading_command(read_only_root, t
         assert res.returncode == 0 and dataset in res.stdout, (args, res.stderr)
     res = bench("run", "ft-qmix", "--map", "3m", "--dataset", "random", "--steps", "100",
                 "--pretrain-steps", "5", "--set", "num_envs=4", "--set", "eval_episodes=4",
-                "--set", "hidden=8", "--runs-dir", str(tmp_path / "runs"), root=read_only_root)
+                "--set", "hidden=8", "--set", "batch_size=2", "--runs-dir", str(tmp_path / "runs"),
+                root=read_only_root)
     assert res.returncode == 0, res.stderr
     # writing is refused in one line that says reading works
     res = bench("collect", "--map", "3m", "--behaviour", "heuristic", "--episodes", "4",

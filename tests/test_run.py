@@ -22,7 +22,8 @@ from o2omarl.qmix import Checkpoint
 
 STEPS, INTERVAL, NUM_ENVS, PRETRAIN = 2600, 1000, 4, 60
 SETTINGS = ["--set", f"eval_interval={INTERVAL}", "--set", "eval_episodes=8",
-            "--set", f"num_envs={NUM_ENVS}", "--set", "hidden=16"]
+            "--set", f"num_envs={NUM_ENVS}", "--set", "hidden=16",
+            "--set", "batch_size=2"]  # a batch every budget here fills: no run ends unlearned
 
 
 def _argv(dataset_id, runs, steps=STEPS):

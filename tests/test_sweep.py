@@ -201,7 +201,8 @@ def test_a_finished_sweep_reruns_without_the_simulator(heuristic_3m, tmp_path, c
     config = write(tmp_path, f"runs_dir: {runs}\nmaps: {{3m: {heuristic_3m.dataset_id}}}\n"
                              "seeds: [0]\nsteps: 400\npretrain_steps: 20\nworkers: 2\n"
                              "set: {hidden: 16, num_envs: 4, eval_episodes: 4, "
-                             "eval_interval: 200}\nmethods: [ft-qmix]\nvariants:\n"
+                             "eval_interval: 200, batch_size: 4}\nmethods: [ft-qmix]\n"
+                             "variants:\n"
                              "  ft-qmix_eps0.2: {method: ft-qmix, set: {eps_start: 0.2}}\n")
     code, out, err = bench(["run", "--config", config], capsys)
     assert code == 0, err

@@ -17,7 +17,8 @@ from o2omarl.benchmark.runner import StopFlag, run_job
 from o2omarl.errors import Interrupted
 
 STEPS, INTERVAL, PRETRAIN = 2000, 500, 40
-SETTINGS = {"eval_interval": INTERVAL, "eval_episodes": 8, "num_envs": 4, "hidden": 16}
+SETTINGS = {"eval_interval": INTERVAL, "eval_episodes": 8, "num_envs": 4, "hidden": 16,
+            "batch_size": 4}  # a batch its budget fills: updates happen
 TIMING = ("eval/wall_s", "eval/env_steps_per_s")
 
 
