@@ -31,7 +31,8 @@ class Algorithm(Protocol):
     def uses_offline_data(self) -> bool: ...  # reads dataset episodes while fine-tuning
 
     def pretrain(self, data: EpisodeArrays, log: Log, eval_env: VecEnv | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> dict: ...
+                 should_stop: Callable[[], bool] | None = None,
+                 resume: Path | None = None) -> dict: ...
 
     def load_pretrained(self, state: dict) -> None: ...
 

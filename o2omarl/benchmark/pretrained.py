@@ -12,12 +12,14 @@ import hashlib
 import json
 from pathlib import Path
 
-from o2omarl.atomic import write_json
+from o2omarl.atomic import write_json, write_text
 from o2omarl.benchmark.jobs import JobSpec
-from o2omarl.benchmark.rundir import JsonLines, TensorBoardLog, remove_event_files
+from o2omarl.benchmark.results import read_jsonl
+from o2omarl.benchmark.rundir import JsonLines, TensorBoardLog, remove_event_files, truncate_events
 from o2omarl.locks import file_lock
 from o2omarl.qmix.checkpoint import Checkpoint
 
+RESUME = "pretrain_state.pt"  # the state an interrupted pretraining resumes from
 
 def cache_key(method, job: JobSpec) -> dict:
     """What determines pretrained weights: the dataset version, the settings, the seed."""
@@ -45,6 +47,8 @@ def load_or_pretrain(method, job: JobSpec, cache_dir: Path, dataset, eval_env, s
     """Load cached offline weights into `method`, or train them on `dataset()` and cache them
     (`should_stop()` polled between updates); returns the cache folder (its pretrain.jsonl is
     the pretraining's log)."""
+    from o2omarl.qmix.pretrain import Resume
+
     folder = cache_folder(method, job, cache_dir)
     model = folder / "model.pt"
     # Waiting on the lock lets a second job needing the same weights reuse the first's work.
@@ -55,12 +59,24 @@ def load_or_pretrain(method, job: JobSpec, cache_dir: Path, dataset, eval_env, s
             return folder
         folder.mkdir(parents=True, exist_ok=True)
         log_path = folder / "pretrain.jsonl"
-        log_path.unlink(missing_ok=True)
-        remove_event_files(folder)  # pretraining restarts from scratch, so do its logs
-        say(f"offline pretraining on {job.dataset.dataset_id}: {job.pretrain_steps} updates")
+        state = folder / RESUME
+        kept = Resume(state).load()
+        if kept is None:  # from scratch, and so are its logs
+            log_path.unlink(missing_ok=True)
+            remove_event_files(folder)
+            say(f"offline pretraining on {job.dataset.dataset_id}: {job.pretrain_steps} "
+                "updates")
+        else:  # the rows and events after the kept evaluation are computed again
+            done = kept["update"]
+            write_text(log_path, "".join(json.dumps(r, sort_keys=True) + "\n"
+                                         for r in read_jsonl(log_path) if r["update"] <= done))
+            truncate_events(folder, done)
+            say(f"offline pretraining on {job.dataset.dataset_id} resumed at update {done:,} "
+                f"of {job.pretrain_steps:,}")
         with contextlib.closing(TensorBoardLog(folder, JsonLines(log_path), "update",
                                                prefix="offline/")) as log:
-            method.pretrain(dataset(), log, eval_env, should_stop)
+            method.pretrain(dataset(), log, eval_env, should_stop, resume=state)
         write_json(folder / "key.json", cache_key(method, job))
         method.save(model)
+        Resume(state).clear()  # the weights are whole: nothing to resume
     return folder

@@ -23,7 +23,7 @@ from o2omarl.qmix.checkpoint import Checkpoint
 from o2omarl.qmix.conservative import OFFLINE_LOSSES, offline_loss
 from o2omarl.qmix.learner import Learner, LearnerConfig
 from o2omarl.qmix.monitor import Log
-from o2omarl.qmix.pretrain import PretrainConfig, pretrain
+from o2omarl.qmix.pretrain import PretrainConfig, Resume, pretrain
 from o2omarl.qmix.train import OnlineConfig, OnlineTraining, Parts
 from o2omarl.settings import parse_count, setting
 
@@ -196,13 +196,15 @@ class QmixO2O:
 
     # -- operations the runner needs ---------------------------------------------------------
     def pretrain(self, data: EpisodeArrays, log: Log, eval_env: VecEnv | None = None,
-                 should_stop=None) -> dict:
+                 should_stop=None, resume: Path | None = None) -> dict:
         """Offline QMIX + conservative term on `data`; leaves the weights in this method.
-        `should_stop()`, polled between updates, ends it early (Interrupted)."""
+        `should_stop()`, polled between updates, ends it early (Interrupted); `resume`: where
+        its state is kept at each evaluation, and continued from if there (`pretrain.Resume`)."""
         offline = Learner(self.info, self.cfg, self.device,
                           extra_losses=(self.cfg.offline_loss_term(),))
         row = pretrain(offline, ReplayBuffer.from_arrays(data, self.info),
-                       self.cfg.pretrain_config(), self.seed, log, eval_env, should_stop)
+                       self.cfg.pretrain_config(), self.seed, log, eval_env, should_stop,
+                       None if resume is None else Resume(resume))
         self.load_pretrained(offline.state_dict())
         return row
 

@@ -55,6 +55,26 @@ class CounterfactualConservativeLoss:
         self.behaviour: RNNAgent | None = None  # built on first use, on the learner's device
         self.optimizer: torch.optim.Optimizer | None = None
 
+    def _build(self, learner: Learner) -> None:
+        if self.behaviour is None:
+            self.behaviour = RNNAgent(agent_input_dim(learner.info), learner.info.n_actions,
+                                      learner.cfg.hidden).to(learner.device)
+            self.optimizer = torch.optim.Adam(self.behaviour.parameters(), lr=learner.cfg.lr)
+
+    def state_dict(self) -> dict:
+        """The behaviour policy and its optimizer (None before the first update): what a
+        resumed pretraining needs to go on as if never stopped."""
+        if self.behaviour is None:
+            return {"behaviour": None}
+        return {"behaviour": self.behaviour.state_dict(),
+                "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, sd: dict, learner: Learner) -> None:
+        if sd["behaviour"] is not None:
+            self._build(learner)
+            self.behaviour.load_state_dict(sd["behaviour"])
+            self.optimizer.load_state_dict(sd["optimizer"])
+
     def __call__(self, learner: Learner, batch: Batch, q_all: torch.Tensor, ctx) -> tuple:
         T = batch.reward.shape[1]
         q, avail, state = q_all[:, :T], batch.avail[:, :T], batch.state[:, :T]
@@ -79,10 +99,7 @@ class CounterfactualConservativeLoss:
 
     def _fit_behaviour(self, learner: Learner, batch: Batch, avail: torch.Tensor) -> torch.Tensor:
         """log beta (B, T, n, A) on the batch, then one cross-entropy step on its actions."""
-        if self.behaviour is None:
-            self.behaviour = RNNAgent(agent_input_dim(learner.info), learner.info.n_actions,
-                                      learner.cfg.hidden).to(learner.device)
-            self.optimizer = torch.optim.Adam(self.behaviour.parameters(), lr=learner.cfg.lr)
+        self._build(learner)
         T = batch.reward.shape[1]
         logits = self.behaviour.unroll(batch.agent_inputs, batch.lengths)[:, :T]
         log_beta = F.log_softmax(masked_q(logits, avail), dim=-1)
