@@ -168,8 +168,14 @@ class OnlineTraining:
         self.learning.close()
 
     def _training_point(self, step: int) -> None:
-        """The window's metrics since the previous point, to a log that takes them."""
-        point = self.window.tail() if self.scalars else {}
+        """The window's metrics since the previous point, to a log that takes them. The
+        updates submitted before it are waited for first, so that each point holds the same
+        updates whether or not a stop (which waits for them) came between: without it, a run
+        resumed from a stop put an in-flight submission's metrics one point early."""
+        if not self.scalars:
+            return
+        self._record(*self.learning.finish())
+        point = self.window.tail()
         if point:
             self.scalars(step, {**point, **self._schedules(step)})
 

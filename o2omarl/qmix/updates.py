@@ -75,6 +75,11 @@ class UpdateSchedule:
         self.in_flight = ctx.env_step
         return weights
 
+    def finish(self) -> tuple[list[dict], int]:
+        """Wait for the submission in flight, if any: its metrics and env step (as `run_due`
+        records them); its weights still reach the actor at the next submission, as always."""
+        return self._finish()
+
     def sync(self) -> tuple[list[dict], int]:
         """Nothing in flight, and the learner here up to date (evaluations, checkpoints);
         returns the finished submission's metrics and env step, as `run_due` records them."""
