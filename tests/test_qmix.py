@@ -405,9 +405,16 @@ def test_side_threads_change_no_number(data3m, info3m):
 
     store = ReplayBuffer.from_arrays(data3m, info3m)
     rng = np.random.default_rng(3)
-    inline = [store.sample(8, rng) for _ in range(6)]
-    ahead = list(_prefetched(store, 8, np.random.default_rng(3), "cpu", 6))
+    inline, states = [], []
+    for _ in range(6):
+        inline.append(store.sample(8, rng))
+        states.append(rng.bit_generator.state)
+    pairs = list(_prefetched(store, 8, np.random.default_rng(3), "cpu", 6))
+    ahead = [b for b, _ in pairs]
     assert len(ahead) == 6
+    # the generator's state handed with each batch is the one after drawing it (what a
+    # resumed pretraining continues from), although the next draw is already under way
+    assert [s for _, s in pairs] == states
     for a, b in zip(inline, ahead):
         for name in ("obs", "state", "avail", "actions", "reward", "filled"):
             assert torch.equal(getattr(a, name), getattr(b, name)), name
