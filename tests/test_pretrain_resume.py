@@ -48,6 +48,12 @@ def test_a_resumed_pretraining_gives_the_numbers_of_one_never_stopped(heuristic_
     rest = []
     pretrain(second, data, CFG, seed=3, log=rest.append, resume=keep)
     assert _rows(part[:2] + rest) == _rows(rows)
+    # a state a kill cut short is no state: pretraining starts again, to the same numbers
+    (tmp_path / "cut.pt").write_bytes(b"PK\x03")
+    again = []
+    pretrain(_learner(info), data, CFG, seed=3, log=again.append,
+             resume=Resume(tmp_path / "cut.pt"))
+    assert _rows(again) == _rows(rows)
     a, b = whole.state_dict(), second.state_dict()
     for part_name in ("agent", "mixer", "target_agent", "target_mixer"):
         for k, v in a[part_name].items():

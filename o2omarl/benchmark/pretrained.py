@@ -12,10 +12,15 @@ import hashlib
 import json
 from pathlib import Path
 
-from o2omarl.atomic import write_json, write_text
+from o2omarl.atomic import write_json
 from o2omarl.benchmark.jobs import JobSpec
-from o2omarl.benchmark.results import read_jsonl
-from o2omarl.benchmark.rundir import JsonLines, TensorBoardLog, remove_event_files, truncate_events
+from o2omarl.benchmark.rundir import (
+    JsonLines,
+    TensorBoardLog,
+    remove_event_files,
+    truncate_events,
+    truncate_metrics,
+)
 from o2omarl.locks import file_lock
 from o2omarl.qmix.checkpoint import Checkpoint
 
@@ -68,8 +73,7 @@ def load_or_pretrain(method, job: JobSpec, cache_dir: Path, dataset, eval_env, s
                 "updates")
         else:  # the rows and events after the kept evaluation are computed again
             done = kept["update"]
-            write_text(log_path, "".join(json.dumps(r, sort_keys=True) + "\n"
-                                         for r in read_jsonl(log_path) if r["update"] <= done))
+            truncate_metrics(log_path, done, key="update")
             truncate_events(folder, done)
             say(f"offline pretraining on {job.dataset.dataset_id} resumed at update {done:,} "
                 f"of {job.pretrain_steps:,}")

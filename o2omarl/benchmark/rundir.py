@@ -209,7 +209,8 @@ def write_status(run_dir: Path, state: str, **fields) -> None:
     atomic.write_json(run_dir / "status.json", {"state": state, **fields})
 
 
-def truncate_metrics(path: Path, last_step: int) -> None:
-    """Drop rows logged after `last_step` (a resumed run recomputes them, identically)."""
-    rows = [r for r in read_jsonl(path) if r["env_step"] <= last_step]
+def truncate_metrics(path: Path, last_step: int, key: str = "env_step") -> None:
+    """Drop rows logged after `last_step` of `key` (a resumed run, or pretraining with
+    key="update", recomputes them, identically)."""
+    rows = [r for r in read_jsonl(path) if r[key] <= last_step]
     atomic.write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))

@@ -53,7 +53,12 @@ class Resume:
         self.path = Path(path)
 
     def load(self) -> dict | None:
-        return torch.load(self.path, weights_only=False) if self.path.exists() else None
+        """The kept state; None if there is none, or if it cannot be read (a kill cut it, a
+        foreign file): pretraining then starts again, as it did before states were kept."""
+        try:
+            return torch.load(self.path, weights_only=False) if self.path.exists() else None
+        except Exception:  # noqa: BLE001 - any unreadable state is no state
+            return None
 
     def save(self, state: dict) -> None:
         with atomic.replacing(self.path) as tmp:
