@@ -33,6 +33,7 @@ METHODS = (
     Method("cql-ft", "o2omarl.baselines:CqlFt", "CQL-FT", "C4"),
     Method("hybrid", "o2omarl.baselines:Hybrid", "Hybrid", "C5"),
     Method("wsrl", "o2omarl.baselines.wsrl:Wsrl", "WSRL", "C8"),
+    Method("sim2o", "o2omarl.baselines.sim2o:Sim2o", "Sim2O", "C9"),
     Method("ovm", "o2omarl.ovmse:Ovm", "OVM", "C2", ablation="memory"),
     Method("se", "o2omarl.ovmse:Se", "SE", "C1", ablation="exploration"),
     Method("ovmse", "o2omarl.ovmse:Ovmse", "OVMSE", "C3", ablation="both"),

@@ -16,6 +16,7 @@ import torch
 
 from o2omarl import datasets
 from o2omarl.baselines import CqlFt, FtQmix, Hybrid
+from o2omarl.baselines.sim2o import Sim2o
 from o2omarl.cli import main
 from o2omarl.datasets.policies import RandomPolicy
 from o2omarl.envs import EnvInfo, Obs, env_info, make_env
@@ -587,7 +588,8 @@ def _finetuned(mode, method_cls, info, data, env4, env32, monkeypatch):
     return kind, rows, method.learner.state_dict(), training
 
 
-@pytest.mark.parametrize("method_cls", [Hybrid, Ovmse], ids=["hybrid", "ovmse"])
+# sim2o: offline episodes in the batches, and an actor that also holds the learner's mixer
+@pytest.mark.parametrize("method_cls", [Sim2o, Ovmse], ids=["sim2o", "ovmse"])
 @pytest.mark.slow
 def test_learner_process_gives_the_numbers_of_inline_updates(method_cls, data3m, info3m, env4,
                                                              env32, monkeypatch):

@@ -550,7 +550,7 @@ def test_names_option_renames_methods_in_tables(store, tmp_path):
     ("ovmse=Ours,=X", "--names expects METHOD=NAME pairs separated by commas (e.g. "
                       "ovmse=OVMSE,ft-qmix=FT-QMIX), got '=X'"),
     ("ovmes=Ours", "unknown method in --names 'ovmes' (did you mean 'ovmse'?); accepted: "
-                   "cql-ft, ft-qmix, hybrid, ovm, ovmse, qmix, se, wsrl"),
+                   "cql-ft, ft-qmix, hybrid, ovm, ovmse, qmix, se, sim2o, wsrl"),
     ("ovmse=FT-QMIX", "--names shows 'ft-qmix' and 'ovmse' both as 'FT-QMIX'; give each its "
                       "own name"),
 ])

@@ -47,7 +47,7 @@ def test_a_subclass_default_keeps_its_parents_help_and_shows_where_it_differs():
     assert by_key["ovmse"]["eps_start"]["help"] == by_key["qmix"]["eps_start"]["help"]
     table = settings_table({m: c.Config for m, c in METHODS.items()})
     (eps,) = [line for line in table.splitlines() if line.startswith("| `eps_start`")]
-    assert "`1.0`; wsrl, ovm, se, ovmse: `0.2`" in eps
+    assert "`0.2`; qmix, ft-qmix, cql-ft, hybrid: `1.0`" in eps
     (ovm,) = [line for line in table.splitlines() if line.startswith("| `use_ovm`")]
     assert ovm.startswith("| `use_ovm` (ovm, se, ovmse) | `true`; se: `false` |")
 
@@ -56,4 +56,4 @@ def test_an_unknown_method_is_one_line(capsys):
     code, out, err = bench(["settings", "ovmes"], capsys)
     assert code == 2 and err.strip().splitlines() == [
         "error: unknown method 'ovmes' (did you mean 'ovmse'?); accepted: cql-ft, ft-qmix, "
-        "hybrid, ovm, ovmse, qmix, se, wsrl"]
+        "hybrid, ovm, ovmse, qmix, se, sim2o, wsrl"]

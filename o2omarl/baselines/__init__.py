@@ -8,6 +8,9 @@
 | hybrid    | random init     | epsilon-greedy; half offline episodes     | plain TD              |
 | wsrl      | offline weights | warm-up of the pretrained policy, then    | plain TD; no offline  |
 |           |                 | epsilon-greedy 0.2 -> 0.05 (`wsrl.py`)    | data online           |
+| sim2o     | offline weights | per agent, the frozen offline or the      | plain TD; half        |
+|           |                 | online (eps 0.2 -> 0.05) proposal, chosen | offline episodes      |
+|           |                 | by beam search on Q_tot (`sim2o.py`)      |                       |
 """
 
 from __future__ import annotations

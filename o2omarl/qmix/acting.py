@@ -17,6 +17,8 @@ from o2omarl.qmix.buffer import ReplayBuffer
 from o2omarl.qmix.learner import Learner, masked_q
 from o2omarl.qmix.networks import RNNAgent, build_inputs
 
+MIXER_PREFIX = "mixer."  # acting weights' keys for the mixer, beside the agent's own
+
 
 class ExplorationRule(Protocol):
     """(greedy actions (N, n), avail (N, n, A), epsilon, rng) -> actions, exploring mask."""
@@ -88,8 +90,22 @@ class Actor:
         self.rng.bit_generator.state = sd["rng"]
         self.epsilon, self.explored = sd["epsilon"], sd["explored"].copy()
 
+    # Whether the actor scores joint actions with its own (lagged) copy of the mixer: then the
+    # learner sends the mixer's weights with the agent's (`updates.acting_weights`).
+    holds_mixer: ClassVar[bool] = False
+
+    def weights(self) -> dict:
+        """The weights it acts with (a checkpoint keeps them: they lag the learner's)."""
+        return {k: v.clone() for k, v in self.agent.state_dict().items()}
+
+    def load_weights(self, weights: dict) -> None:
+        self.agent.load_state_dict({k: v for k, v in weights.items()
+                                    if not k.startswith(MIXER_PREFIX)})
+
     @torch.no_grad()
-    def greedy(self, obs: Obs, first: np.ndarray) -> np.ndarray:
+    def q_values(self, obs: Obs, first: np.ndarray) -> torch.Tensor:
+        """Each agent's Q_i over its actions, unavailable ones at NEG_INF: (N, n, A); advances
+        the hidden states."""
         N, n = obs.avail.shape[:2]
         if first.any():
             f = torch.as_tensor(first, device=self.device)
@@ -98,7 +114,10 @@ class Actor:
         x = build_inputs(torch.tensor(obs.obs, device=self.device), self.prev, self.n_actions)
         q, self.h = self.agent(x.view(N * n, -1), self.h)
         avail = torch.tensor(obs.avail, device=self.device)
-        return masked_q(q.view(N, n, -1), avail).argmax(-1).cpu().numpy()
+        return masked_q(q.view(N, n, -1), avail)
+
+    def greedy(self, obs: Obs, first: np.ndarray) -> np.ndarray:
+        return self.q_values(obs, first).argmax(-1).cpu().numpy()
 
     def __call__(self, obs: Obs, first: np.ndarray) -> np.ndarray:
         actions = self.greedy(obs, first)

@@ -24,7 +24,7 @@ from o2omarl.qmix.acting import Actor, ExplorationRule, Schedule, epsilon_greedy
 from o2omarl.qmix.buffer import ReplayBuffer
 from o2omarl.qmix.learner import Learner, UpdateContext
 from o2omarl.qmix.monitor import Divergence, Log, Window, check_finite, points_every, summary
-from o2omarl.qmix.updates import UpdateSchedule, make_transport
+from o2omarl.qmix.updates import UpdateSchedule, acting_weights, make_transport
 from o2omarl.qmix.updates import learner_mode as resolve_learner_mode
 from o2omarl.settings import setting
 
@@ -56,6 +56,17 @@ class Parts:
     # Env steps before the first update: until then the replay fills with the policy as it
     # started, unchanged (WSRL's warm-up; 0: learning starts with the first full batch).
     learning_starts: int = 0
+    # The collecting policy, made from the learner: (learner, num_envs, seed) -> an `Actor`
+    # acting on its own copies of the learner's networks (None: the epsilon-greedy `Actor`
+    # with `explore`; Sim2O composes joint actions instead).
+    actor: Callable[[Learner, int, int], Actor] | None = None
+
+    def make_actor(self, learner: Learner, num_envs: int, seed: int) -> Actor:
+        if self.actor is not None:
+            return self.actor(learner, num_envs, seed)
+        info = learner.info
+        return Actor(copy.deepcopy(learner.agent), num_envs, info.n_agents, info.n_actions,
+                     self.explore, seed, learner.device)
 
 
 class OnlineTraining:
@@ -80,13 +91,13 @@ class OnlineTraining:
         self.learner, self.parts, self.cfg = learner, parts, cfg
         self.eval_env, self.budget, self.seed, self.log, self.label = (
             eval_env, budget, seed, log, label)
-        self.actor = Actor(copy.deepcopy(learner.agent), env.num_envs, info.n_agents,
-                           info.n_actions, parts.explore, seed, learner.device)
+        self.actor = parts.make_actor(learner, env.num_envs, seed)
         self.rollout = Rollout(env, self.actor, seed)
         self.buffer = buffer if buffer is not None else ReplayBuffer(info, cfg.buffer_episodes)
         self.offline = offline
         mode = learner_mode or resolve_learner_mode(str(learner.device))
-        self.learning = UpdateSchedule(make_transport(learner, self.buffer, mode))
+        self.learning = UpdateSchedule(make_transport(learner, self.buffer, mode,
+                                                      self.actor.holds_mixer))
         self.rng = np.random.default_rng(stream(seed, "online_batches"))
         self.n_off = round(cfg.batch_size * parts.offline_fraction) if offline is not None else 0
         self.window, self.pending, self.episodes = Window(), 0.0, 0
@@ -112,7 +123,7 @@ class OnlineTraining:
                 "pending": self.pending, "episodes": self.episodes,
                 "next_eval": self.next_eval, "last_eval": self.last_eval, "row": self.row,
                 "elapsed": self.elapsed,
-                "acting": {k: v.clone() for k, v in self.actor.agent.state_dict().items()},
+                "acting": self.actor.weights(),
                 "fresh": self.learning.fresh, "window": self.window.state_dict()}
 
     def load_state_dict(self, sd: dict) -> None:
@@ -122,7 +133,8 @@ class OnlineTraining:
         self.next_eval, self.last_eval, self.row = sd["next_eval"], sd["last_eval"], sd["row"]
         self.elapsed = sd["elapsed"]
         # Checkpoints from before the lagged schedule: the actor acted with the learner's agent.
-        self.actor.agent.load_state_dict(sd.get("acting") or self.learner.agent.state_dict())
+        self.actor.load_weights(sd.get("acting") or
+                                acting_weights(self.learner, self.actor.holds_mixer))
         self.learning.fresh = sd.get("fresh")
         self.window.load_state_dict(sd["window"])
 
@@ -224,7 +236,7 @@ class OnlineTraining:
         weights = self.learning.run_due(
             requests, UpdateContext(env_step=self.env_step, budget=self.budget), self._record)
         if weights is not None:  # the previous submission's: the actor acts on them from now
-            self.actor.agent.load_state_dict(weights)
+            self.actor.load_weights(weights)
 
     def _record(self, metrics: list[dict], step: int) -> None:
         """Log finished updates' metrics into the window; a non-finite loss stops the run."""

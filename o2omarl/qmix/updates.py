@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from o2omarl.errors import BenchError, UsageError
+from o2omarl.qmix.acting import MIXER_PREFIX
 from o2omarl.qmix.buffer import Batch, ReplayBuffer
 from o2omarl.qmix.learner import Learner, UpdateContext, overlap_target_unroll
 
@@ -98,8 +99,14 @@ class UpdateSchedule:
         self.transport.close()
 
 
-def agent_weights(learner: Learner) -> dict:
-    return {k: v.detach().clone() for k, v in learner.agent.state_dict().items()}
+def acting_weights(learner: Learner, with_mixer: bool = False) -> dict:
+    """What the actor acts with: the agent's weights, and with `with_mixer` the mixer's too
+    (keys prefixed `MIXER_PREFIX`), for an actor that scores joint actions (`Actor.holds_mixer`)."""
+    weights = {k: v.detach().clone() for k, v in learner.agent.state_dict().items()}
+    if with_mixer:
+        weights.update({MIXER_PREFIX + k: v.detach().clone()
+                        for k, v in learner.mixer.state_dict().items()})
+    return weights
 
 
 def _run(learner: Learner, replay: ReplayBuffer, requests: list[Request],
@@ -114,15 +121,15 @@ def _run(learner: Learner, replay: ReplayBuffer, requests: list[Request],
 class InlineTransport:
     """The updates run in this process, when submitted."""
 
-    def __init__(self, learner: Learner, replay: ReplayBuffer):
-        self.learner, self.replay, self._done = learner, replay, None
+    def __init__(self, learner: Learner, replay: ReplayBuffer, with_mixer: bool = False):
+        self.learner, self.replay, self.with_mixer, self._done = learner, replay, with_mixer, None
 
     def submit(self, requests: list[Request], ctx: UpdateContext) -> None:
         self._done = _run(self.learner, self.replay, requests, ctx)
 
     def wait(self) -> tuple[list[dict], dict]:
         metrics, self._done = self._done, None
-        return metrics, agent_weights(self.learner)
+        return metrics, acting_weights(self.learner, self.with_mixer)
 
     def sync(self) -> None:
         pass
@@ -140,8 +147,8 @@ class ProcessTransport:
     (evaluations, checkpoints, the end of a run).
     """
 
-    def __init__(self, learner: Learner, replay: ReplayBuffer):
-        self.learner, self.replay = learner, replay
+    def __init__(self, learner: Learner, replay: ReplayBuffer, with_mixer: bool = False):
+        self.learner, self.replay, self.with_mixer = learner, replay, with_mixer
         self._conn = self._proc = None
         self._sent = 0  # replay episodes the child has (global numbers below this)
 
@@ -152,7 +159,7 @@ class ProcessTransport:
         here, there = ctx.Pipe()
         self._proc = ctx.Process(target=_serve, daemon=True, name="o2omarl-learner",
                                  args=(there, buf.getvalue(), self.replay.info,
-                                       self.replay.capacity))
+                                       self.replay.capacity, self.with_mixer))
         self._proc.start()
         there.close()
         self._conn, self._sent = here, 0
@@ -222,7 +229,7 @@ def _from_numpy(packed, device):
     return kind(**fields)
 
 
-def _serve(conn, learner_bytes: bytes, info, capacity: int) -> None:
+def _serve(conn, learner_bytes: bytes, info, capacity: int, with_mixer: bool) -> None:
     """The learner process: one request at a time, in order, until the pipe closes."""
     # Ctrl-C and a scheduler's SIGTERM (to the whole process group) are the parent's to
     # handle: it stops at a step it can checkpoint, then closes this process.
@@ -243,7 +250,8 @@ def _serve(conn, learner_bytes: bytes, info, capacity: int) -> None:
                     requests = [(idx, None if b is None else _from_numpy(b, learner.device))
                                 for idx, b in requests]
                     metrics = _run(learner, replay, requests, ctx)
-                    weights = {k: v.cpu().numpy() for k, v in agent_weights(learner).items()}
+                    weights = {k: v.cpu().numpy()
+                               for k, v in acting_weights(learner, with_mixer).items()}
                     reply = ("done", metrics, weights, learner.updates)
                 else:  # "state"
                     buf = io.BytesIO()
@@ -279,8 +287,11 @@ def learner_mode(device: str, mode: str | None = None) -> str:
     return "process" if spare else "inline"
 
 
-def make_transport(learner: Learner, replay: ReplayBuffer, mode: str) -> Transport:
-    """`mode`: "inline" or "process", as `learner_mode` decided it."""
+def make_transport(learner: Learner, replay: ReplayBuffer, mode: str,
+                   with_mixer: bool = False) -> Transport:
+    """`mode`: "inline" or "process", as `learner_mode` decided it; `with_mixer`: the actor
+    gets the mixer's weights too (`acting_weights`)."""
     if mode not in ("inline", "process"):
         raise ValueError(f"unknown learner mode {mode!r}; accepted: inline, process")
-    return (ProcessTransport if mode == "process" else InlineTransport)(learner, replay)
+    return (ProcessTransport if mode == "process" else InlineTransport)(learner, replay,
+                                                                        with_mixer)
