@@ -53,6 +53,22 @@ def test_the_methods_table_is_the_registry():
     assert [METHODS[m].Config().use_se for m in methods.OVMSE_FAMILY] == [False, True, True]
 
 
+def test_ovm_and_se_are_ovmse_at_one_setting_and_nothing_else():
+    """The ablation's rows are settings over ovmse (issue 28): each class is ovmse's with one
+    default changed, and no behaviour of its own."""
+    from dataclasses import asdict
+
+    from o2omarl.ovmse import Ovm, Ovmse, Se
+
+    base = asdict(Ovmse.Config())
+    for cls, setting in ((Ovm, {"use_se": False}), (Se, {"use_ovm": False})):
+        changed = {k: v for k, v in asdict(cls.Config()).items() if base[k] != v}
+        assert changed == setting, cls.name
+        assert cls.__mro__[1] is Ovmse
+        assert set(vars(cls)) - {"__module__", "__doc__", "__qualname__", "__firstlineno__",
+                                 "__static_attributes__"} == {"name", "Config"}
+
+
 def test_the_methods_table_and_planning_import_no_torch():
     code = ("import sys, o2omarl.methods, o2omarl.benchmark.jobs, o2omarl.reports.cells; "
             "assert 'torch' not in sys.modules, 'torch imported'")
