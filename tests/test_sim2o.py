@@ -120,19 +120,25 @@ def test_on_real_battles_the_offline_proposal_is_the_frozen_agents_and_the_pick_
                for k, v in actor.offline.agent.state_dict().items())
 
 
+def _sim2o(pretrained: dict, data, rows: list, buffer=None):
+    method = Sim2o(env_info("3m"), Sim2o.Config(**TINY, steps=900), seed=0)
+    method.load_pretrained(pretrained)
+    training = method.online(make_env("3m", 4), make_env("3m", 4), 900, rows.append,
+                             data=data, buffer=buffer)
+    return method, training
+
+
 @pytest.mark.slow
 def test_fine_tuning_mixes_offline_episodes_and_the_actor_gets_the_learners_mixer(
         heuristic_3m, monkeypatch):
     from o2omarl import datasets
 
     monkeypatch.setenv("O2OMARL_LEARNER", "inline")
-    info = env_info("3m")
-    method = Sim2o(info, Sim2o.Config(**TINY, steps=900), seed=0)
-    method.load_pretrained(method.learner.state_dict())
-    pretrained = copy.deepcopy(method.learner.state_dict())
+    data = datasets.load(heuristic_3m)
+    torch.manual_seed(0)
+    pretrained = Sim2o(env_info("3m"), Sim2o.Config(**TINY), seed=0).learner.state_dict()
     rows = []
-    training = method.online(make_env("3m", 4), make_env("3m", 4), 900, rows.append,
-                             data=datasets.load(heuristic_3m))
+    method, training = _sim2o(pretrained, data, rows)
     assert training.n_off == TINY["batch_size"] // 2  # half of every batch is offline
     training.run()
     assert rows[-1]["updates"] > 0
@@ -143,6 +149,19 @@ def test_fine_tuning_mixes_offline_episodes_and_the_actor_gets_the_learners_mixe
     assert not all(torch.equal(v, pretrained["mixer"][k]) for k, v in mixer.items())
     assert all(torch.equal(v, pretrained["agent"][k])
                for k, v in method.offline_agent.state_dict().items())
+    # Stopped half-way and continued from its state (the actor's mixer and the offline agent's
+    # hidden states included): the rows of the run that never stopped.
+    first = []
+    stopped, t1 = _sim2o(pretrained, data, first)
+    t1.run(should_stop=lambda: t1.env_step >= 450)
+    saved = copy.deepcopy({"learner": stopped.learner.state_dict(), "training": t1.state_dict()})
+    resumed, t2 = _sim2o(pretrained, data, first, buffer=t1.buffer)
+    resumed.learner.load_state_dict(saved["learner"])
+    t2.load_state_dict(saved["training"])
+    t2.run()
+    timing = ("wall_s", "env_steps_per_s")
+    assert [{k: v for k, v in r.items() if k not in timing} for r in first] == \
+        [{k: v for k, v in r.items() if k not in timing} for r in rows]
 
 
 @pytest.mark.parametrize("setting, named", [
