@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import time
@@ -121,12 +122,33 @@ def test_a_collect_flag_the_behaviour_ignores_is_refused(fresh_root, capsys, ext
     assert store.list_ids() == []
 
 
-@pytest.mark.parametrize("where", ["under a file", "virtual filesystem", "sweep file"])
-def test_an_unusable_runs_dir_is_one_line(small, tmp_path, capsys, where):
-    """A run store under a regular file, or where nothing can be made, was a traceback."""
+@pytest.fixture
+def immutable_dir(tmp_path):
+    """A folder nobody may write, root included (the immutable flag: a chmod does not stop
+    root), as a shared read-only mount."""
+    folder = tmp_path / "shared_runs"
+    folder.mkdir()
+    if shutil.which("chattr") is None or subprocess.run(
+            ["chattr", "+i", str(folder)], capture_output=True).returncode:
+        pytest.skip("chattr +i is not available or not permitted here")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], capture_output=True)
+
+
+@pytest.mark.parametrize("where", ["under a file", "virtual filesystem", "sweep file",
+                                   "read-only"])
+def test_an_unusable_runs_dir_is_one_line(small, tmp_path, capsys, request, where):
+    """A run store under a regular file, where nothing can be made, or that nobody may write,
+    was a traceback."""
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    runs = "/proc/o2omarl_runs" if where == "virtual filesystem" else str(blocker / "runs")
+    runs = str(blocker / "runs")
+    if where == "virtual filesystem":
+        runs = "/proc/o2omarl_runs"
+    elif where == "read-only":
+        runs = str(request.getfixturevalue("immutable_dir"))
     argv = run_argv(small.dataset_id, runs)
     if where == "sweep file":
         sweep = tmp_path / "sweep.yaml"
@@ -138,6 +160,9 @@ def test_an_unusable_runs_dir_is_one_line(small, tmp_path, capsys, where):
     assert one_line(err).startswith(f"error: --runs-dir {runs!r} is not a usable folder ("), err
     assert one_line(err).endswith("accepted: a folder that exists or can be made, and can be "
                                   "written")
+    if where == "read-only":
+        assert list(pathlib.Path(runs).iterdir()) == []  # nothing half-written
+
 
 @pytest.mark.parametrize("typo, named", [
     (["run", "ovmes"], "unknown method 'ovmes' (did you mean 'ovmse'?); accepted:"),
