@@ -232,6 +232,20 @@ def test_reset_contract_and_determinism(env):
     assert not np.array_equal(a.state[0], a.state[1])
 
 
+@pytest.mark.parametrize("map_name, types_vary", [("smacv2_5_units", True), ("2s3z", False)])
+def test_smacv2_tasks_draw_unit_types_and_positions_per_battle(map_name, types_vary):
+    """SMACv2's scenarios (issue 30's new tasks) generate every battle: unit types and start
+    positions differ between parallel battles and resets, while a SMAC map's line-up is fixed.
+    The state ends with every unit's type (`smax._world_state`)."""
+    env = SmaxVecEnv(map_name, 8)
+    info = env.info
+    units_ = info.n_agents + info.n_enemies
+    states = np.concatenate([env.reset(seed).state for seed in (0, 1)])
+    types = states[:, -units_:]
+    assert (len(np.unique(types, axis=0)) > 1) == types_vary
+    assert len(np.unique(states[:, :-units_], axis=0)) == len(states)  # no two battles alike
+
+
 def test_step_before_reset_is_an_error():
     with pytest.raises(RuntimeError, match="reset"):
         SmaxVecEnv(MAP, 2).step(np.full((2, 3), STOP))
