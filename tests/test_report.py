@@ -686,9 +686,18 @@ def test_one_method_with_other_settings_in_two_stores_becomes_two_variants(tmp_p
             "ft-qmix_eps_start:1.0.") in (out / "index.md").read_text()
 
 
-def test_one_seed_in_two_stores_is_refused(store, tmp_path, capsys):
+def test_one_seed_in_two_stores_counts_once_or_is_refused(store, tmp_path, capsys):
+    """A store and its copy (an archive, `bench runs archive`) hold the same runs: each counts
+    once. The same seed with other evaluations in the copy cannot be pooled: refused."""
     copy = tmp_path / "copy"
     shutil.copytree(store / "3m", copy / "3m")
+    index = build_report([store, copy], tmp_path / "pooled", formats=("png",), say=lambda _: None)
+    alone = build_report([store], tmp_path / "alone", formats=("png",), say=lambda _: None)
+    assert read_csv(index.parent / "tables" / "main.csv") == read_csv(
+        alone.parent / "tables" / "main.csv")
+    run = Path("3m", "heuristic-v0", "ft-qmix", "seed_0")
+    with open(copy / run / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"env_step": 110, "test_win_rate": 0.9, "test_return": 18}) + "\n")
     out = tmp_path / "out"
     code, err = bench_report(capsys, "--runs-dir", str(store), "--runs-dir", str(copy),
                              "--out", str(out))

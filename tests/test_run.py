@@ -477,3 +477,58 @@ def test_a_run_whose_dataset_id_now_holds_other_bytes_is_flagged(heuristic_3m, t
     main(["report", "--runs-dir", str(runs), "--out", str(tmp_path / "report")])
     assert "trained on dataset ids that now hold other bytes in this dataset store " \
            "(smax/3m/heuristic-v0)" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_an_archived_run_rebuilds_its_report_and_a_store_seeded_with_it_skips_the_job(
+        heuristic_3m, tmp_path, capsys):
+    """`bench runs archive`: the record of finished runs only, for git; the report from it is
+    the store's, pooling both counts each run once, and a fresh store seeded with it skips."""
+    import shutil
+
+    from o2omarl.reports import build_report
+    from test_report import make_run, read_csv
+
+    runs, archive = tmp_path / "runs", tmp_path / "archive"
+    main(_argv(heuristic_3m.dataset_id, runs))
+    stopped = make_run(runs, "ovmse", 0, [0.5, 0.6], state="stopped", budget=STEPS)
+    capsys.readouterr()
+    main(["runs", "archive", str(archive), "--runs-dir", str(runs)])
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"1 run(s) archived to {archive}, 0 already there; 1 unfinished left out")
+    run = runs / "3m" / "heuristic-v0" / "ft-qmix" / "seed_0"
+    kept = archive / run.relative_to(runs)
+    assert sorted(p.name for p in kept.iterdir()) == sorted(
+        ["config.json", "status.json", "metrics.jsonl", "pretrain.jsonl", "run.log"])
+    assert (kept / "metrics.jsonl").read_bytes() == (run / "metrics.jsonl").read_bytes()
+    assert (run / "model.pt").exists() and not (archive / stopped.relative_to(runs)).exists()
+    assert not list(archive.rglob(".*"))  # no temporary folder left behind
+
+    tables = {}
+    for name, stores in (("runs", [runs]), ("archive", [archive]), ("both", [runs, archive])):
+        index = build_report(stores, tmp_path / name, formats=("png",), say=lambda _: None)
+        tables[name] = read_csv(index.parent / "tables" / "main.csv")
+    assert tables["archive"] == tables["runs"] == tables["both"] and tables["runs"]
+    assert tables["both"][0]["seeds"] == "1"  # the archived copy is not a second seed
+
+    main(["runs", "archive", str(archive), "--runs-dir", str(runs)])  # again: nothing new
+    assert capsys.readouterr().out.strip() == (
+        f"0 run(s) archived to {archive}, 1 already there; 1 unfinished left out")
+
+    fresh = tmp_path / "fresh"  # another machine: the archive copied in, the same command
+    shutil.copytree(archive, fresh)
+    main(_argv(heuristic_3m.dataset_id, fresh))
+    assert "already done, skipped" in capsys.readouterr().out
+    assert not (fresh / ".pretrained").exists()  # nothing was trained
+
+    # A different record at the same path, or an archive inside the store: one line, exit 2.
+    with open(kept / "metrics.jsonl", "a") as f:
+        f.write("{}\n")
+    before = {p: p.read_bytes() for p in archive.rglob("*") if p.is_file()}
+    for dest in (archive, runs / "archive"):
+        with pytest.raises(SystemExit) as e:
+            main(["runs", "archive", str(dest), "--runs-dir", str(runs)])
+        err = capsys.readouterr().err.strip()
+        assert e.value.code == 2 and len(err.splitlines()) == 1 and str(dest) in err, err
+    assert {p: p.read_bytes() for p in archive.rglob("*") if p.is_file()} == before
+    assert not (runs / "archive").exists()

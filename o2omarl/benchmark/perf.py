@@ -7,9 +7,10 @@ Each figure comes with the limit it should be read against:
 - collection (`Rollout`, as `bench collect` records episodes) with the random, heuristic and a
   QMIX policy (an untrained actor: only its cost matters), as a fraction of raw at the same N;
 - online training end to end (collection + updates at the default ratio + periodic greedy
-  evaluation) for `qmix`, `ft-qmix` and `ovmse`, as a fraction of raw at the training N, and
-  ovmse's wall time over ft-qmix's for the same env steps (its offline value memory is active:
-  the timed span lies inside the memory horizon);
+  evaluation) for `qmix`, `ft-qmix`, `ovmse`, `wsrl` and `sim2o`, as a fraction of raw at the
+  training N, and each O2O method's wall time over ft-qmix's for the same env steps (OVM's memory
+  is active: the timed span lies inside the memory horizon; sim2o composes every joint action
+  by its beam search and mixes the heuristic episodes below into its batches);
 - offline pretraining updates/s at batch 32 episodes (TD + conservative term);
 - dataset write MB/s and load time into training arrays per 100k steps, under a temporary
   MINARI_DATASETS_PATH (the user's datasets are never touched).
@@ -39,7 +40,8 @@ from o2omarl.errors import positive
 from o2omarl.protocol import COLLECT_ENVS
 
 Run = Callable[[int], None]  # run(batched_steps)
-ONLINE_METHODS = ("qmix", "ft-qmix", "ovmse")
+ONLINE_METHODS = ("qmix", "ft-qmix", "ovmse", "wsrl", "sim2o")
+O2O_METHODS = ONLINE_METHODS[2:]  # each timed against ft-qmix, the plain fine-tuning
 
 
 @dataclass
@@ -139,9 +141,10 @@ def quiet_progress():
 
 
 # -- online training ------------------------------------------------------------------------------
-def online_trainer(name: str, info: EnvInfo, cfg: PerfConfig, budget: int):
+def online_trainer(name: str, info: EnvInfo, cfg: PerfConfig, budget: int, data=None):
     """An `OnlineTraining` of method `name` with its default settings. Methods that start from
-    offline weights get freshly initialised ones (cost only), which also freezes OVM's memory."""
+    offline weights get freshly initialised ones (cost only), which also freezes OVM's memory
+    and sim2o's offline agent; methods that mix offline episodes draw them from `data`."""
     from o2omarl.benchmark.registry import get
 
     cls = get(name)
@@ -150,10 +153,11 @@ def online_trainer(name: str, info: EnvInfo, cfg: PerfConfig, budget: int):
         method.load_pretrained(method.learner.state_dict())
     env = make_env(cfg.map_name, method.cfg.num_envs)
     eval_env = make_env(cfg.map_name, method.cfg.eval_episodes)
-    return method.online(env, eval_env, budget, lambda row: None)
+    return method.online(env, eval_env, budget, lambda row: None,
+                         data if method.uses_offline_data else None)
 
 
-def measure_online(cfg: PerfConfig, methods=ONLINE_METHODS) -> dict[str, float]:
+def measure_online(cfg: PerfConfig, methods=ONLINE_METHODS, data=None) -> dict[str, float]:
     """End-to-end env-steps/s of each method, and of the raw step at the training N ("raw"),
     timed in alternating chunks.
 
@@ -164,7 +168,7 @@ def measure_online(cfg: PerfConfig, methods=ONLINE_METHODS) -> dict[str, float]:
     info = env_info(cfg.map_name)
     chunk = max(1, cfg.online_steps // cfg.repeats)
     budget = 10 * (cfg.online_steps + 50 * info.episode_limit)  # warm-up: < 50 episodes
-    trainers = {m: online_trainer(m, info, cfg, budget) for m in methods}
+    trainers = {m: online_trainer(m, info, cfg, budget, data) for m in methods}
     n = next(iter(trainers.values())).rollout.n
     raw = raw_runner(make_env(cfg.map_name, n), cfg.seed)
     raw(info.episode_limit + 10)
@@ -262,25 +266,29 @@ def run_perf(cfg: PerfConfig, say: Callable[[str], None] = lambda msg: None) -> 
         out[f"collect_{k}_env_steps_per_s"] = col[k]
         out[f"collect_{k}_vs_raw"] = col[k] / col["raw"]
 
-    say(f"online: {', '.join(ONLINE_METHODS)} end to end and raw, {online_n} envs")
-    online = measure_online(cfg)
-    raw_online = out["raw_online_env_steps_per_s"] = online.pop("raw")
-    for m, rate in online.items():
-        key = m.replace("-", "_")
-        out[f"online_{key}_env_steps_per_s"] = rate
-        out[f"online_{key}_vs_raw"] = rate / raw_online
-    out["online_ft_qmix_minutes_per_1m_steps"] = 1e6 / online["ft-qmix"] / 60
-    out["ovmse_vs_ft_qmix_wall_time"] = online["ft-qmix"] / online["ovmse"]
-
     say(f"datasets: write and load {len(heuristic_eps)} heuristic episodes")
     write_mb_s, load_s, data = measure_dataset_io(info, heuristic_eps)
     out["dataset_steps"] = data.steps
     out["dataset_write_mb_per_s"] = write_mb_s
     out["dataset_load_s_per_100k_steps"] = load_s
 
+    say(f"online: {', '.join(ONLINE_METHODS)} end to end and raw, {online_n} envs")
+    online = measure_online(cfg, data=data)
+    raw_online = out["raw_online_env_steps_per_s"] = online.pop("raw")
+    for m, rate in online.items():
+        out[f"online_{_key(m)}_env_steps_per_s"] = rate
+        out[f"online_{_key(m)}_vs_raw"] = rate / raw_online
+    out["online_ft_qmix_minutes_per_1m_steps"] = 1e6 / online["ft-qmix"] / 60
+    for m in O2O_METHODS:
+        out[f"{_key(m)}_vs_ft_qmix_wall_time"] = online["ft-qmix"] / online[m]
+
     say(f"offline pretraining: {cfg.updates} updates at batch 32 episodes")
     out["offline_updates_per_s"] = measure_offline(info, data, cfg)
     return out
+
+
+def _key(method: str) -> str:
+    return method.replace("-", "_")
 
 
 # The figures `bench perf` reports: their stable JSON names and their labels in the table.
@@ -293,8 +301,11 @@ FIGURES = {
     "online_qmix_env_steps_per_s": "online qmix, end to end",
     "online_ft_qmix_env_steps_per_s": "online ft-qmix, end to end",
     "online_ovmse_env_steps_per_s": "online ovmse, end to end",
+    "online_wsrl_env_steps_per_s": "online wsrl, end to end",
+    "online_sim2o_env_steps_per_s": "online sim2o, end to end",
     "online_ft_qmix_minutes_per_1m_steps": "ft-qmix wall time per 1M env steps (min)",
-    "ovmse_vs_ft_qmix_wall_time": "ovmse wall time / ft-qmix wall time",
+    **{f"{_key(m)}_vs_ft_qmix_wall_time": f"{m} wall time / ft-qmix wall time"
+       for m in O2O_METHODS},
     "offline_updates_per_s": "offline pretraining updates/s (batch 32 episodes)",
     "dataset_write_mb_per_s": "dataset write MB/s",
     "dataset_load_s_per_100k_steps": "dataset load into training arrays, s per 100k steps",
@@ -306,6 +317,8 @@ RATIOS = {  # figure -> its ratio to the limit
     "online_qmix_env_steps_per_s": "online_qmix_vs_raw",
     "online_ft_qmix_env_steps_per_s": "online_ft_qmix_vs_raw",
     "online_ovmse_env_steps_per_s": "online_ovmse_vs_raw",
+    "online_wsrl_env_steps_per_s": "online_wsrl_vs_raw",
+    "online_sim2o_env_steps_per_s": "online_sim2o_vs_raw",
 }
 
 

@@ -150,7 +150,8 @@ def scan(runs_dir: Path) -> list[RunRecord]:
         return []
     found = []
     for cfg in runs_dir.rglob("config.json"):
-        if ".pretrained" in cfg.relative_to(runs_dir).parts:
+        # hidden: the `.pretrained` cache, and an archive's folder not yet renamed into place
+        if any(part.startswith(".") for part in cfg.relative_to(runs_dir).parts):
             continue
         found.append(read_run(cfg.parent))
     return sorted(found, key=lambda r: (r.map, r.dataset or "", r.method, r.seed, str(r.path)))
@@ -203,3 +204,53 @@ def write_summaries(runs_dir: Path) -> tuple[Path, Path] | None:
             for row in r.rows:
                 w.writerow(ids + [row.get(c, "") for c in METRIC_COLUMNS])
     return summary, table
+
+
+# -- archiving: a finished run's record, small enough for git ----------------------------------
+# What `bench report` and a sweep's skip read; weights, replay chunks and TensorBoard events stay.
+RECORD_FILES = ("config.json", "status.json", "metrics.jsonl", "pretrain.jsonl", "run.log")
+
+
+def _record(run_dir: Path) -> dict[str, bytes]:
+    return {n: (run_dir / n).read_bytes() for n in RECORD_FILES if (run_dir / n).is_file()}
+
+
+def archive_runs(runs_dir: Path, dest: Path) -> dict[str, list[Path]]:
+    """Copy the record of every finished run under `runs_dir` to the same path under `dest`.
+
+    Runs outside any one machine's life: `bench report --runs-dir DEST` rebuilds every table and
+    figure from it (not replays: no weights), and a store seeded with a copy of it skips those
+    jobs. Returns {"archived", "same", "unfinished"} run paths. Every conflict is found before
+    anything is written: a run already in `dest` with another record is a UsageError; each run
+    lands whole (written in a hidden folder, then renamed), so a kill leaves no half of one.
+    """
+    import os
+    import shutil
+
+    runs_dir, dest = Path(runs_dir), Path(dest)
+    src, out = runs_dir.resolve(), dest.resolve()
+    if out == src or out.is_relative_to(src) or src.is_relative_to(out):
+        raise UsageError(f"archive folder {str(dest)!r} overlaps the run store {str(runs_dir)!r};"
+                         " accepted: a folder outside it")
+    runs = scan_store(runs_dir)
+    done = [r for r in runs if r.state == "done"]
+    plan: dict[str, list] = {"archived": [], "same": [],
+                             "unfinished": [r.path for r in runs if r.state != "done"]}
+    for r in done:
+        target = dest / r.path.relative_to(runs_dir)
+        if not target.exists():
+            plan["archived"].append((r.path, target))
+        elif _record(target) == _record(r.path):
+            plan["same"].append(target)
+        else:
+            raise UsageError(f"{target} already holds another record of this run; archive "
+                             "into another folder, or delete that one first")
+    for source, target in plan["archived"]:
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for name, data in _record(source).items():
+            (tmp / name).write_bytes(data)
+        os.replace(tmp, target)
+    plan["archived"] = [t for _, t in plan["archived"]]
+    return plan

@@ -222,7 +222,7 @@ def settings(method, as_json):
 
 @cli.group()
 def runs():
-    """List the runs in a run store."""
+    """List the runs in a run store, or archive the finished ones."""
 
 
 @runs.command("list")
@@ -255,6 +255,30 @@ def runs_list(runs_dir, as_json):
     click.echo(_table(rows, ["map", "dataset", "method", "seed", "status", "steps", "win rate",
                              "note", "path"]))
     click.echo(count_line(found, changed))
+
+
+@runs.command("archive")
+@click.argument("dest", type=click.Path(file_okay=False))
+@click.option("--runs-dir", type=click.Path(file_okay=False), default="runs", show_default=True)
+def runs_archive(dest, runs_dir):
+    """Copy every finished run's record to DEST, for git: config, status, metrics, logs.
+
+    A few kB of text per run, under the same paths. `bench report --runs-dir DEST` rebuilds
+    every table and figure from it on any machine (not --replays: weights stay behind), and a
+    sweep continues where it stood: copy DEST into a fresh store, run the sweep there, and its
+    archived jobs are skipped. Rerunning adds the runs finished since.
+
+    \b
+    Example: bench runs archive docs/results/runs/calibrated --runs-dir runs/calibrated
+             cp -r docs/results/runs/calibrated/. runs/calibrated/   # a fresh machine: resume
+    """
+    from o2omarl.benchmark.results import archive_runs
+
+    plan = archive_runs(runs_dir, dest)
+    for path in plan["archived"]:
+        click.echo(f"archived {path}")
+    click.echo(f"{len(plan['archived'])} run(s) archived to {dest}, {len(plan['same'])} "
+               f"already there; {len(plan['unfinished'])} unfinished left out")
 
 
 def count_line(found, changed: dict) -> str:
