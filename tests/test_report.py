@@ -183,6 +183,21 @@ def test_best_method_is_bold_per_task(report):
     assert "**" not in next(x for x in md.splitlines() if "| 200 | 10 | OVMSE |" in x)
 
 
+def test_bold_compares_means_not_seed_counts(tmp_path):
+    """A sweep under way: a cell with 2 seeds and the better AUC is bold against one with 3."""
+    runs = tmp_path / "runs"
+    for seed in range(3):
+        make_run(runs, "ovmse", seed, [0.5, 0.3, 0.3, 0.4])
+    for seed in range(2):
+        make_run(runs, "se", seed, [0.5, 0.8, 0.9, 0.9])
+    index = build_report(runs, tmp_path / "out", formats=("png",), say=lambda _: None)
+    md = (index.parent / "tables" / "main.md").read_text().splitlines()
+    se, ovmse = (next(x for x in md if f"| {name} |" in x) for name in ("SE", "OVMSE"))
+    auc = float(main_row(index.parent, "se", 100)["auc_mean"])
+    assert f"**{auc:.3f} [" in se and f"{auc:.3f}" not in ovmse
+    assert "**0.867 [" in se and "**0.333 [" not in ovmse  # the win rate after, too
+
+
 def test_aggregates_and_improvement(report):
     agg = {r["method"]: r for r in read_csv(report / "tables" / "aggregate.csv")}
     # ovmse: budget-100 task (2 seeds) and budget-200 task (1 seed), each task weighing the same

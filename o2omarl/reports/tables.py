@@ -3,9 +3,10 @@ LaTeX, HTML and CSV.
 
 A displayed statistic is `mean [lo, hi]`: the mean over seeds and its 95% bootstrap interval
 (`stats.stratified_ci`). Bold marks the best value of a column within a row group (the methods
-of one task) when the group has at least two rows; ties are all bold. "Best" compares the number
-of seeds that have a value first (steps to 80% is missing for seeds that never reach 80%), then
-the mean as displayed (rounded), higher or lower per the column.
+of one task) when the group has at least two rows; ties are all bold. "Best" compares the share
+of a cell's seeds that have a value first (steps to 80% is missing for seeds that never reach
+80%), then the mean as displayed (rounded), higher or lower per the column; a cell with fewer
+seeds is not ranked lower for that.
 """
 
 from __future__ import annotations
@@ -200,7 +201,10 @@ def _mean_stat(values: np.ndarray, better: int, decimals: int, seed: int, n_boot
     text = _ci_text(point, lo, hi, decimals)
     if len(finite) < n_all:
         text += f" ({len(finite)}/{n_all} seeds)"
-    return _Stat(text, point, lo, hi, len(finite), (len(finite), better * round(point, decimals)))
+    # the share of the cell's seeds with a value first (a seed that never reaches 80% counts
+    # against it), not their number: a cell with fewer seeds so far is not worse for that
+    return _Stat(text, point, lo, hi, len(finite),
+                 (len(finite) / n_all, better * round(point, decimals)))
 
 
 def _bold_best(stats_by_row: list[_Stat], row_ids: list[int], col: int, bold: set) -> None:
