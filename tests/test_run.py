@@ -492,6 +492,9 @@ def test_an_archived_run_rebuilds_its_report_and_a_store_seeded_with_it_skips_th
     runs, archive = tmp_path / "runs", tmp_path / "archive"
     main(_argv(heuristic_3m.dataset_id, runs))
     stopped = make_run(runs, "ovmse", 0, [0.5, 0.6], state="stopped", budget=STEPS)
+    stale = archive / "3m" / "heuristic-v0" / "ft-qmix" / ".seed_0.99999.tmp"  # a killed copy
+    stale.mkdir(parents=True)
+    (stale / "config.json").write_text("{")
     capsys.readouterr()
     main(["runs", "archive", str(archive), "--runs-dir", str(runs)])
     assert capsys.readouterr().out.splitlines()[-1] == (
@@ -502,7 +505,7 @@ def test_an_archived_run_rebuilds_its_report_and_a_store_seeded_with_it_skips_th
         ["config.json", "status.json", "metrics.jsonl", "pretrain.jsonl", "run.log"])
     assert (kept / "metrics.jsonl").read_bytes() == (run / "metrics.jsonl").read_bytes()
     assert (run / "model.pt").exists() and not (archive / stopped.relative_to(runs)).exists()
-    assert not list(archive.rglob(".*"))  # no temporary folder left behind
+    assert not list(archive.rglob(".*"))  # no temporary folder left behind, nor a stale one
 
     tables = {}
     for name, stores in (("runs", [runs]), ("archive", [archive]), ("both", [runs, archive])):

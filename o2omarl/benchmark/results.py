@@ -233,24 +233,23 @@ def archive_runs(runs_dir: Path, dest: Path) -> dict[str, list[Path]]:
         raise UsageError(f"archive folder {str(dest)!r} overlaps the run store {str(runs_dir)!r};"
                          " accepted: a folder outside it")
     runs = scan_store(runs_dir)
-    done = [r for r in runs if r.state == "done"]
-    plan: dict[str, list] = {"archived": [], "same": [],
-                             "unfinished": [r.path for r in runs if r.state != "done"]}
-    for r in done:
+    todo, same = [], []
+    for r in (r for r in runs if r.state == "done"):
         target = dest / r.path.relative_to(runs_dir)
         if not target.exists():
-            plan["archived"].append((r.path, target))
+            todo.append((r.path, target))
         elif _record(target) == _record(r.path):
-            plan["same"].append(target)
+            same.append(target)
         else:
             raise UsageError(f"{target} already holds another record of this run; archive "
                              "into another folder, or delete that one first")
-    for source, target in plan["archived"]:
+    for source, target in todo:
+        for stale in target.parent.glob(f".{target.name}.*.tmp"):  # an earlier, killed copy
+            shutil.rmtree(stale, ignore_errors=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         for name, data in _record(source).items():
             (tmp / name).write_bytes(data)
         os.replace(tmp, target)
-    plan["archived"] = [t for _, t in plan["archived"]]
-    return plan
+    return {"archived": [t for _, t in todo], "same": same,
+            "unfinished": [r.path for r in runs if r.state != "done"]}

@@ -17,7 +17,6 @@ one does not produce (a task no longer selected) are left alone and not linked.
 from __future__ import annotations
 
 import html
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,19 +98,14 @@ def _display_names(names: dict[str, str], methods: set[str]) -> dict[str, str]:
 
 def select_runs(runs_dirs: list[Path], maps=None, methods=None) -> list[RunRecord]:
     """The runs of the stores that match the filters; a filter that matches nothing is an
-    error naming the value and what exists. A run reached through two stores (one inside the
-    other, one given twice, or a store and its archive, `bench runs archive`) counts once: the
-    same folder, or the same job (path in its store, settings and evaluations) in another
-    store. The same seed with other evaluations is left to `cells.group` to refuse."""
-    from o2omarl.benchmark.rundir import fingerprint
-
+    error naming the value and what exists. A run folder reached through two stores (one
+    inside the other, or one given twice) counts once; a copy of a run in another store (an
+    archive) is `cells.group`'s to count once."""
     runs, seen = [], set()
     for runs_dir in runs_dirs:
         for r in scan_store(runs_dir):
-            job = (str(r.path.relative_to(runs_dir)), r.state,
-                   json.dumps([fingerprint(r.config), r.rows], sort_keys=True))
-            if r.path.resolve() not in seen and job not in seen:
-                seen.update((r.path.resolve(), job))
+            if r.path.resolve() not in seen:
+                seen.add(r.path.resolve())
                 runs.append(r)
     where = ", ".join(map(str, runs_dirs))
     for what, wanted, attr in (("map", maps, "map"), ("method", methods, "method")):

@@ -139,8 +139,9 @@ def _names(runs: list[RunRecord]) -> list[str]:
 def group(runs: list[RunRecord]) -> tuple[list[Cell], list[tuple[RunRecord, str]]]:
     """Finished runs as cells (sorted by task, then method order); the rest with a reason.
 
-    One seed of one cell in two run folders (a store passed twice, or copied into another)
-    is a usage error: pooling it would count it twice."""
+    One seed of one cell in two run folders (two stores pooled) counts once when both hold
+    the same evaluations (a store and its copy or archive, `bench runs archive`), and is a
+    usage error otherwise: pooling it would count one seed twice."""
     cells: dict[tuple[Task, str], Cell] = {}
     excluded, finished = [], []
     for run in runs:
@@ -154,6 +155,8 @@ def group(runs: list[RunRecord]) -> tuple[list[Cell], list[tuple[RunRecord, str]
         cell = cells.setdefault((task, name), Cell(task, name))
         twin = next((r for r in cell.runs if r.seed == run.seed), None)
         if twin is not None:
+            if twin.rows == run.rows:  # the same run again
+                continue
             raise UsageError(f"seed {run.seed} of {name} on {task.label} is in two run "
                              f"folders, {twin.path} and {run.path}; pooling would count it "
                              "twice: give --runs-dir only one of them")
