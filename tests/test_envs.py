@@ -208,6 +208,31 @@ def test_loading_the_simulator_keeps_the_callers_stdout_and_stderr():
     assert res.stdout.splitlines()[:2] == ["True", "''"], res.stdout + res.stderr
 
 
+def test_the_simulator_loads_without_jaxmarls_other_envs_and_jaxmarl_still_imports():
+    """Making an env imports SMAX alone (the other JaxMARL environments cost ~3.6 s at import,
+    in every `bench` process); a later `import jaxmarl` is the real package, with the same
+    SMAX classes."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from o2omarl.envs import make_env\n"
+            f"make_env({MAP!r}, num_envs=1)\n"
+            "print(sorted({k.split('.')[2] for k in sys.modules\n"
+            "              if k.startswith('jaxmarl.environments.')}))\n"
+            "from o2omarl.envs.smax import _jaxmarl\n"
+            "import jaxmarl\n"
+            "from jaxmarl.environments.smax import HeuristicEnemySMAX\n"
+            "print(HeuristicEnemySMAX is _jaxmarl()['HeuristicEnemySMAX'],\n"
+            "      type(jaxmarl.make('HeuristicEnemySMAX')) is HeuristicEnemySMAX)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0] == "['multi_agent_env', 'smax', 'spaces']", res.stdout
+    assert lines[-1] == "True True", res.stdout
+
+
 def test_unknown_backend():
     with pytest.raises(UsageError, match="'nope'.*smax"):
         env_info(MAP, backend="nope")

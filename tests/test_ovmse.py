@@ -221,9 +221,9 @@ def test_epsilon_greedy_explores_with_eps_n_agents(scene):
 @pytest.mark.slow
 def test_bench_run_ovmse_anneals_lambda_to_zero_at_the_horizon(heuristic_3m, tmp_path, capsys):
     runs = tmp_path / "runs"
-    steps, interval = 20_000, 2000
+    steps, interval = 12_000, 2000  # the first interval fills a batch: updates before it
     main(["run", "ovmse", "--map", "3m", "--dataset", heuristic_3m.dataset_id,
-          "--steps", str(steps), "--pretrain-steps", "1000", "--seed", "0",
+          "--steps", str(steps), "--pretrain-steps", "400", "--seed", "0",
           "--runs-dir", str(runs), "--set", f"eval_interval={interval}",
           "--set", "eval_episodes=8", "--set", "hidden=32"])
     out = capsys.readouterr().out

@@ -8,8 +8,10 @@ and ended envs are reset inside the same jitted call so a batched step is one de
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import sys
+import types
 from functools import lru_cache
 
 import numpy as np
@@ -49,10 +51,37 @@ def _quiet_stdout():
         os.close(devnull)
 
 
+@contextlib.contextmanager
+def _without_jaxmarls_other_envs():
+    """Import `jaxmarl.environments.smax` without running `jaxmarl/__init__.py`: that imports
+    every JaxMARL environment (STORM, coin game, Overcooked, JaxNav...), some of which run JAX
+    code at import, ~3.6 s of the ~4.5 s the import takes, in every `bench` process. Empty
+    packages stand in for the two parents while the submodules load, then go, so a later
+    `import jaxmarl` imports the real package and reuses the SMAX modules loaded here (the
+    same classes; reach them by `from jaxmarl.environments.smax import ...`, as the real
+    package then lacks the `.smax` attribute)."""
+    if "jaxmarl" in sys.modules:  # already imported for real: nothing to save
+        yield
+        return
+    spec = importlib.util.find_spec("jaxmarl")
+    root = spec.submodule_search_locations[0] if spec else None
+    stubs = {"jaxmarl": root, "jaxmarl.environments": root and os.path.join(root, "environments")}
+    for name, path in stubs.items():
+        if path:
+            sys.modules[name] = module = types.ModuleType(name)
+            module.__path__ = [path]
+    try:
+        yield
+    finally:
+        for name in stubs:
+            sys.modules.pop(name, None)
+
+
 @lru_cache(maxsize=1)
 def _jaxmarl():
-    """Import jaxmarl once, lazily; it prints two lines to stdout that must not reach the CLI."""
-    with _quiet_stdout():
+    """Import SMAX once, lazily. A full `import jaxmarl` prints two lines to stdout that must
+    not reach the CLI: guarded here too, in case the package is imported for real."""
+    with _quiet_stdout(), _without_jaxmarls_other_envs():
         import jax
 
         # The environment runs on JAX's CPU backend even where jax sees a GPU: the GPU is the
