@@ -466,6 +466,22 @@ def test_a_run_whose_dataset_id_now_holds_other_bytes_is_flagged(heuristic_3m, t
         return run
 
     assert listed()["dataset_changed"] is False  # the store it trained on
+    # The same episodes whose Minari metadata a newer o2omarl wrote otherwise (the card's
+    # text): not other data.
+    import shutil
+
+    from o2omarl.datasets import store
+    same = tmp_path / "same_episodes" / "smax" / "3m" / "heuristic-v0"
+    shutil.copytree(heuristic_3m.path, same)
+    meta = same / "data" / "metadata.json"
+    meta.write_text(meta.read_text().replace('"description": "', '"description": "Newer. '))
+    sidecar = json.loads((same / store.SIDECAR).read_text())
+    assert sidecar["files"]["data/metadata.json"] != store.sha256(meta)
+    sidecar["files"]["data/metadata.json"] = store.sha256(meta)
+    (same / store.SIDECAR).write_text(json.dumps(sidecar))
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "same_episodes"))
+    assert listed()["dataset_changed"] is False
+
     other = tmp_path / "other_store"
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(other))
     main(["collect", "--map", "3m", "--behaviour", "heuristic", "--episodes", "6", "--seed",

@@ -110,24 +110,30 @@ def read_run(path: Path) -> RunRecord:
 MAKE_RUNS = "`bench run ovmse --map 3m --dataset heuristic --seeds 2` makes runs"
 
 
+# The episodes. Minari's metadata.json beside them also holds the card's text and fields,
+# which a newer o2omarl writes differently for the same episodes (a re-collection is not
+# other data for that), so it is not compared.
+EPISODES_FILE = "data/main_data.hdf5"
+
+
 def changed_datasets(runs: list[RunRecord]) -> dict[str, str]:
-    """Run path -> a note, for runs whose dataset id holds other bytes in this dataset store
+    """Run path -> a note, for runs whose dataset id holds other episodes in this dataset store
     than the run trained on (another MINARI_DATASETS_PATH, an id reused after a delete). Runs
     written before their files were recorded, or whose dataset is not here, are not judged."""
     from o2omarl.datasets import store
 
-    current: dict[str, dict | None] = {}
+    current: dict[str, str | None] = {}
     notes = {}
     for r in runs:
-        files = r.config.get("dataset_files")
-        if not r.dataset or not files:
+        digest = (r.config.get("dataset_files") or {}).get(EPISODES_FILE)
+        if not r.dataset or not digest:
             continue
         if r.dataset not in current:
             try:
-                current[r.dataset] = store.get(r.dataset).meta.get("files")
+                current[r.dataset] = store.get(r.dataset).meta.get("files", {}).get(EPISODES_FILE)
             except (UsageError, BenchError):
                 current[r.dataset] = None
-        if current[r.dataset] is not None and current[r.dataset] != files:
+        if current[r.dataset] is not None and current[r.dataset] != digest:
             notes[str(r.path)] = (f"dataset {r.dataset} now holds other bytes than this run "
                                   "trained on")
     return notes
