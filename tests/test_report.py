@@ -710,6 +710,9 @@ def test_one_seed_in_two_stores_counts_once_or_is_refused(store, tmp_path, capsy
     alone = build_report([store], tmp_path / "alone", formats=("png",), say=lambda _: None)
     assert read_csv(index.parent / "tables" / "main.csv") == read_csv(
         alone.parent / "tables" / "main.csv")
+    # The failed run, in both: listed once (it was twice).
+    left_out = read_csv(index.parent / "tables" / "not_included.csv")
+    assert [(r["method"], r["seed"]) for r in left_out] == [("ft-qmix", "2")]
     run = Path("3m", "heuristic-v0", "ft-qmix", "seed_0")
     with open(copy / run / "metrics.jsonl", "a") as f:
         f.write(json.dumps({"env_step": 110, "test_win_rate": 0.9, "test_return": 18}) + "\n")

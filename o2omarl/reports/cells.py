@@ -141,15 +141,17 @@ def group(runs: list[RunRecord]) -> tuple[list[Cell], list[tuple[RunRecord, str]
 
     One seed of one cell in two run folders (two stores pooled) counts once when both hold
     the same evaluations (a store and its copy or archive, `bench runs archive`), and is a
-    usage error otherwise: pooling it would count one seed twice."""
+    usage error otherwise: pooling it would count one seed twice. An unfinished run in two
+    stores with the same record is listed once."""
     cells: dict[tuple[Task, str], Cell] = {}
-    excluded, finished = [], []
+    excluded, finished, copies = [], [], set()
     for run in runs:
         why = exclusion_reason(run)
-        if why:
-            excluded.append((run, why))
-        else:
+        if not why:
             finished.append(run)
+        elif (key := _record(run)) is None or key not in copies:
+            copies.add(key)
+            excluded.append((run, why))
     for run, name in zip(finished, _names(finished)):
         task = task_of(run)
         cell = cells.setdefault((task, name), Cell(task, name))
@@ -165,6 +167,15 @@ def group(runs: list[RunRecord]) -> tuple[list[Cell], list[tuple[RunRecord, str]
     ordered = sorted(cells.values(), key=lambda c: (c.task, method_rank(c.method)))
     _mark_differing(ordered)
     return ordered, excluded
+
+
+def _record(run: RunRecord) -> str | None:
+    """What makes two folders one run's copies: the same config, status and evaluations
+    (None for a damaged folder, whose config cannot tell it from another)."""
+    if not run.config:
+        return None
+    return json.dumps([run.config, run.state, run.error, run.stopped_at, run.rows],
+                      sort_keys=True, default=str)
 
 
 def _mark_differing(cells: list[Cell]) -> None:
