@@ -186,13 +186,19 @@ def test_commands_that_simulate_nothing_do_not_import_the_simulator(argv, says, 
     assert imported <= may_import, f"bench {' '.join(argv)} imported {imported - may_import}"
 
 
+def _in_a_fresh_interpreter(code: str):
+    """Run `code` in a new Python, where nothing of SMAX or jaxmarl is imported yet."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+
+
 @pytest.mark.slow
 def test_loading_the_simulator_keeps_the_callers_stdout_and_stderr():
     """jaxmarl's import resets sys.stdout/sys.stderr to the process's own; a caller's redirect
     (a log capture, pytest's capsys) must survive the first env made in a fresh interpreter."""
-    import subprocess
-    import sys
-
     code = ("import io, sys\n"
             "out, err = io.StringIO(), io.StringIO()\n"
             "sys.stdout, sys.stderr = out, err\n"
@@ -203,18 +209,15 @@ def test_loading_the_simulator_keeps_the_callers_stdout_and_stderr():
             "    kept = sys.stdout is out and sys.stderr is err\n"
             "    sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__\n"
             "    print(kept, repr(out.getvalue()), err.getvalue(), sep='\\n')\n")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=300)
+    res = _in_a_fresh_interpreter(code)
     assert res.stdout.splitlines()[:2] == ["True", "''"], res.stdout + res.stderr
 
 
+@pytest.mark.slow
 def test_the_simulator_loads_without_jaxmarls_other_envs_and_jaxmarl_still_imports():
     """Making an env imports SMAX alone (the other JaxMARL environments cost ~3.6 s at import,
     in every `bench` process); a later `import jaxmarl` is the real package, with the same
     SMAX classes."""
-    import subprocess
-    import sys
-
     code = ("import sys\n"
             "from o2omarl.envs import make_env\n"
             f"make_env({MAP!r}, num_envs=1)\n"
@@ -225,8 +228,7 @@ def test_the_simulator_loads_without_jaxmarls_other_envs_and_jaxmarl_still_impor
             "from jaxmarl.environments.smax import HeuristicEnemySMAX\n"
             "print(HeuristicEnemySMAX is _jaxmarl()['HeuristicEnemySMAX'],\n"
             "      type(jaxmarl.make('HeuristicEnemySMAX')) is HeuristicEnemySMAX)\n")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=300)
+    res = _in_a_fresh_interpreter(code)
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
     assert lines[0] == "['multi_agent_env', 'smax', 'spaces']", res.stdout
