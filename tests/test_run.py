@@ -421,7 +421,6 @@ def test_qmix_beside_a_default_tier_that_does_not_fit_runs_online(fresh_root, mo
     (rec.path / store.SIDECAR).write_text(_json.dumps(meta))
     (job,) = plan(["qmix"], "3m", None, [0], 100, 1)
     assert job.dataset is None and job.dataset_label == "online"
-    (fits,) = plan(["qmix"], "3m", "random", [0], 100, 1) if False else (job,)
 
 
 @pytest.mark.parametrize("make", ["missing", "empty", "foreign"])
