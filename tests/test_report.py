@@ -355,7 +355,22 @@ def test_cli_bad_input(store, tmp_path, capsys):
     code, err = bench_report(capsys, "--runs-dir", str(store), "--out", str(out),
                              "--format", "png,svg")
     assert code == 2 and err == "error: unknown format 'svg'; accepted: png, pdf"
+    code, err = bench_report(capsys, "--runs-dir", str(store), "--out", str(out),
+                             "--reference", "qmix")
+    assert code == 2 and err == ("error: --reference 'qmix' ran no finished cell here; "
+                                 "accepted: ft-qmix, ovmse")
     assert not out.exists()  # bad input writes nothing
+
+
+def test_reference_picks_whose_improvement_is_tabled(store, tmp_path, capsys):
+    """--reference ft-qmix: P(FT-QMIX > OVMSE), the complement of the default's P(OVMSE >
+    FT-QMIX) (every ovmse seed beats every ft-qmix seed here: 0)."""
+    main(["report", "--runs-dir", str(store), "--out", str(tmp_path / "r"), "--format", "png",
+          "--reference", "ft-qmix"])
+    (row,) = read_csv(tmp_path / "r" / "tables" / "improvement.csv")
+    assert (row["method"], row["other"], row["shared_tasks"]) == ("ft-qmix", "ovmse", "1")
+    assert float(row["auc_poi"]) == 0.0
+    assert "| FT-QMIX > OVMSE | 1 |" in (tmp_path / "r" / "tables" / "improvement.md").read_text()
 
 
 def test_cli_filters_and_unfinished_only(store, tmp_path, capsys):

@@ -323,7 +323,10 @@ def _parse_overrides(items) -> dict:
 @click.option("--replays", is_flag=True,
               help="Add a GIF of one battle of the best and the worst run of each cell "
                    "(SMAX; about half a minute a battle).")
-def report(runs_dirs, out, maps, methods, formats, names, replays):
+@click.option("--reference", metavar="METHOD",
+              help="The method (or variant) whose probability of improvement over every other "
+                   "is tabled  [default: ovmse].")
+def report(runs_dirs, out, maps, methods, formats, names, replays, reference):
     """Tables and figures of every finished run, and an index page showing them all.
 
     Unfinished and failed runs are listed apart, never averaged in; runs with different
@@ -336,13 +339,14 @@ def report(runs_dirs, out, maps, methods, formats, names, replays):
       bench report --map 3m --method ovmse --method ft-qmix --format png --out reports/3m
       bench report --runs-dir runs/a --runs-dir runs/b --names ovmse=Ours
       bench report --replays                        # and a battle of each cell's best, worst
+      bench report --reference se                   # P(SE > each other method)
     """
     from o2omarl.reports import build_report
     from o2omarl.reports.build import parse_names
 
     index = build_report(list(runs_dirs), out, list(maps) or None, list(methods) or None,
                          formats.split(","), say=click.echo, names=parse_names(names),
-                         replays=replays)
+                         replays=replays, reference=reference)
     click.echo(f"report: {index} (and {index.with_suffix('.md').name})")
 
 

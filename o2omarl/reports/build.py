@@ -126,7 +126,7 @@ def select_runs(runs_dirs: list[Path], maps=None, methods=None) -> list[RunRecor
 def build_report(runs_dir="runs", out="reports", maps=None, methods=None,
                  formats=FORMATS, say: Callable[[str], None] = print, seed: int = 0,
                  n_boot: int = stats.N_BOOT, names: dict[str, str] | None = None,
-                 replays: bool = False) -> Path:
+                 replays: bool = False, reference: str | None = None) -> Path:
     """Write every table and figure of the runs in `runs_dir` (one store or a list of them,
     pooled) to `out`; return index.html.
 
@@ -134,7 +134,9 @@ def build_report(runs_dir="runs", out="reports", maps=None, methods=None,
     `seed` and `n_boot` set the bootstrap (a fresh generator per interval). `names` maps
     methods to display names over DISPLAY_NAMES (`parse_names` reads `--names`).
     `replays` adds a GIF of one battle of the best and the worst run of each cell (this
-    starts the simulator: about half a minute a battle on a CPU).
+    starts the simulator: about half a minute a battle on a CPU). `reference`: the method
+    (or variant) whose probability of improvement over each other one is tabled (default
+    OVMSE, the suite's subject).
     """
     stores: list[Path] = []
     for d in [runs_dir] if isinstance(runs_dir, (str, Path)) else runs_dir:
@@ -146,6 +148,10 @@ def build_report(runs_dir="runs", out="reports", maps=None, methods=None,
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {str(out)!r} is a file, not a folder")
     cells, excluded = group(runs)
+    reported = sorted({c.method for c in cells})
+    if reference is not None and reference not in reported:
+        raise UsageError(f"--reference {reference!r} ran no finished cell here; accepted: "
+                         f"{', '.join(reported) or 'none (no finished run)'}")
     names = _display_names(names or {}, {r.method for r in runs} | {c.method for c in cells})
     intro = (f"{len(runs)} runs from {', '.join(map(str, stores))}: "
              f"{sum(len(c.runs) for c in cells)} finished in {len(cells)} cells (map, dataset, "
@@ -215,7 +221,8 @@ def build_report(runs_dir="runs", out="reports", maps=None, methods=None,
             "policy; seeds per method and task in the main table."))
 
     across = [table(tables.aggregate_table(cells, seed, n_boot, names)),
-              table(tables.improvement_table(cells, seed=seed, n_boot=n_boot, names=names))]
+              table(tables.improvement_table(cells, reference or tables.REFERENCE, seed,
+                                             n_boot, names))]
     if cells:
         panels = {name: figures.profile_bands(cells, key, seed, n_boot, names)
                   for key, name in tables.AGGREGATE_METRICS}
