@@ -659,6 +659,29 @@ def test_grid_figure_has_one_panel_per_task_a_shared_legend_and_one_colour_per_m
         assert sum(not ax.get_visible() for ax in fig.axes) == hidden
 
 
+def test_step_ticks_read_as_k_and_m_and_never_overlap_in_a_grid_panel():
+    """300k steps in a 3-inch panel: full numbers (100000150000...) ran into one another."""
+    from o2omarl.reports.figures import steps_label
+
+    assert [steps_label(x) for x in (0, 500, 50_000, 300_000, 1_500_000, 2e6)] == \
+        ["0", "500", "50k", "300k", "1.5M", "2M"]
+    x = np.linspace(0, 300_000, 61)
+    band = Band("ovmse", "OVMSE", x, x / 3e5, x / 3e5, x / 3e5)
+    fig = grid_figure([(str(i), [band]) for i in range(4)])
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)  # the renderer savefig uses for PNG
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    for ax in fig.axes:
+        boxes = [t.get_window_extent(renderer) for t in ax.get_xticklabels()
+                 if t.get_text() and 0 <= t.get_position()[0] <= 300_000]
+        assert len(boxes) >= 3
+        assert all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:])), [
+            t.get_text() for t in ax.get_xticklabels()]
+        assert {t.get_text() for t in ax.get_xticklabels()} >= {"0", "300k"}
+
+
 def test_several_run_stores_pool_the_seeds_of_one_experiment(store, tmp_path):
     """Seeds of one method and settings split over stores (two machines) pool; a store given
     twice counts once."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from o2omarl.methods import ABLATION, COLOURS, OVMSE_FAMILY
 from o2omarl.reports import stats
@@ -106,11 +107,26 @@ def _draw(ax, bands: list[Band], first_marker: bool,
         ax.legend(fontsize="small", frameon=False)
 
 
+def steps_label(x: float, _pos=None) -> str:
+    """An env-step tick as a reader says it: 0, 50k, 300k, 1.5M (a panel's full numbers ran
+    into one another)."""
+    for scale, unit in ((1e6, "M"), (1e3, "k")):
+        if abs(x) >= scale:
+            return f"{x / scale:.4g}{unit}"
+    return f"{x:.4g}"
+
+
+def _steps_axis(ax, nbins: int) -> None:
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=nbins, steps=[1, 2, 2.5, 5, 10]))
+    ax.xaxis.set_major_formatter(FuncFormatter(steps_label))
+
+
 def curve_figure(bands: list[Band], ylabel: str, title: str, unit_range: bool) -> Figure:
     """Test metric against online env steps, one line per method; the marker is step 0."""
     fig = Figure(figsize=(6.4, 4.0), dpi=100, layout="constrained")
     ax = fig.add_subplot()
     _draw(ax, bands, first_marker=True)
+    _steps_axis(ax, nbins=6)
     ax.set_xlabel("online env steps")
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize="medium")
@@ -156,7 +172,7 @@ def grid_figure(panels: list[tuple[str, list[Band]]], names: dict[str, str] | No
         _draw(ax, bands, first_marker=True, styles=styles, legend=False)
         ax.set_title(title, fontsize="medium")
         ax.tick_params(labelsize="small")
-        ax.xaxis.get_offset_text().set_fontsize("small")
+        _steps_axis(ax, nbins=4)
         ax.set_ylim(-0.02, 1.02)
     for ax in axes[len(panels):]:
         ax.set_visible(False)
