@@ -23,7 +23,7 @@ import pytest
 from o2omarl.benchmark.results import scan
 from o2omarl.cli import main
 from o2omarl.reports import build_report, stats, tables
-from o2omarl.reports.cells import Cell, Task, by_task, group
+from o2omarl.reports.cells import Cell, Task, across_tasks, by_task, group
 from o2omarl.reports.figures import (
     Band,
     ablation_bands,
@@ -200,14 +200,31 @@ def test_bold_compares_means_not_seed_counts(tmp_path):
 
 def test_aggregates_and_improvement(report):
     agg = {r["method"]: r for r in read_csv(report / "tables" / "aggregate.csv")}
-    # ovmse: budget-100 task (2 seeds) and budget-200 task (1 seed), each task weighing the same
-    task_means = [np.mean([auc(CURVES["ovmse", 0]), auc(CURVES["ovmse", 1])]), 0.5]
-    assert int(agg["ovmse"]["tasks"]) == 2 and int(agg["ovmse"]["runs"]) == 3
-    assert float(agg["ovmse"]["auc_mean"]) == pytest.approx(np.mean(task_means))
+    # ovmse also ran a budget-200 task (AUC 0.5) that ft-qmix did not: counted, it would move
+    # ovmse's mean by what ft-qmix skipped, so both are compared on the shared task alone
+    assert int(agg["ovmse"]["tasks"]) == 1 and int(agg["ovmse"]["runs"]) == 2
+    assert float(agg["ovmse"]["auc_mean"]) == pytest.approx(
+        np.mean([auc(CURVES["ovmse", 0]), auc(CURVES["ovmse", 1])]))
+    index = (report / "index.md").read_text()
+    assert ("On the 1 task(s) every method ran; left out, as not every method ran there: 3m "
+            "heuristic-v0 (200 steps)") in index
     poi = read_csv(report / "tables" / "improvement.csv")
     assert [(p["other"], p["shared_tasks"]) for p in poi] == [("ft-qmix", "1")]
     assert float(poi[0]["auc_poi"]) == 1.0  # every ovmse seed beats every ft-qmix seed
     assert float(poi[0]["ret_auc_poi"]) == 1.0  # the return is 20 x the win rate here
+
+
+def test_across_tasks_aggregates_every_task_when_all_ran_and_warns_when_none_is_shared():
+    a, b = (Task("3m", "smax/3m/heuristic-v0", budget, 10) for budget in (100, 200))
+    metrics = [run_metrics([{"env_step": 0, "test_win_rate": w},
+                            {"env_step": 100, "test_win_rate": w}], 100) for w in (0.2, 0.6)]
+    both = [Cell(t, m, metrics=metrics) for t in (a, b) for m in ("ovmse", "se")]
+    assert across_tasks(both) == (both, "")
+    apart = [Cell(a, "ovmse", metrics=metrics), Cell(b, "se", metrics=metrics)]
+    cells, which = across_tasks(apart)
+    assert cells == apart and "share none: compare with care" in which
+    table = tables.aggregate_table(apart, n_boot=50)
+    assert "share none" in table.caption and [r["tasks"] for r in table.data] == [1, 1]
 
 
 def test_improvement_on_return_ranks_runs_that_never_win():
@@ -571,7 +588,7 @@ def test_names_option_renames_methods_in_tables(store, tmp_path):
     md = (out / "tables" / "main.md").read_text()
     assert "| Ours | 2 |" in md and "| Fine-tuned | 2 |" in md and "OVMSE" not in md
     assert r"Ours > Fine-tuned & 1 &" in (out / "tables" / "improvement.tex").read_text()
-    assert "| Ours | 2 | 3 |" in (out / "tables" / "aggregate.md").read_text()
+    assert "| Ours | 1 | 2 |" in (out / "tables" / "aggregate.md").read_text()
 
 
 @pytest.mark.parametrize("names, message", [

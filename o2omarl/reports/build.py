@@ -26,7 +26,7 @@ from o2omarl.benchmark.results import RunRecord, changed_datasets, scan_store
 from o2omarl.errors import BenchError, UsageError, one_of
 from o2omarl.methods import DISPLAY_NAMES
 from o2omarl.reports import figures, stats, tables
-from o2omarl.reports.cells import by_task, display_name, group
+from o2omarl.reports.cells import across_tasks, by_task, display_name, group
 from o2omarl.reports.tables import Table
 
 FORMATS = ("png", "pdf")
@@ -224,12 +224,13 @@ def build_report(runs_dir="runs", out="reports", maps=None, methods=None,
               table(tables.improvement_table(cells, reference or tables.REFERENCE, seed,
                                              n_boot, names))]
     if cells:
-        panels = {name: figures.profile_bands(cells, key, seed, n_boot, names)
+        compared, which = across_tasks(cells)  # the aggregate table's tasks
+        panels = {name: figures.profile_bands(compared, key, seed, n_boot, names)
                   for key, name in tables.AGGREGATE_METRICS}
         across.append(figure(figures.profile_figure(panels), "figures/profile",
                              "Performance profiles: fraction of runs (each task weighing the same) "
                              "whose score exceeds each threshold, with 95% stratified bootstrap "
-                             "band."))
+                             "band." + which))
     dataset_ids = sorted({r.dataset for r in runs if r.dataset})
     battles = _replays(cells, out, names, say) if replays else []
     sections = [

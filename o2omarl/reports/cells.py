@@ -195,6 +195,27 @@ def _mark_differing(cells: list[Cell]) -> None:
                     c.differs = f"{c.differs}; {note}" if c.differs else note
 
 
+def across_tasks(cells: list[Cell]) -> tuple[list[Cell], str]:
+    """The cells an across-task aggregate compares, and a sentence saying which tasks: those
+    every method ran, since a method's mean over its own tasks rises or falls with which tasks
+    it skipped (a partial benchmark, a method not run on a hard map). With no task shared by
+    all, every cell, with a caution."""
+    tasks_of: dict[str, set[Task]] = {}
+    for c in cells:
+        tasks_of.setdefault(c.method, set()).add(c.task)
+    every = {c.task for c in cells}
+    shared = set.intersection(*tasks_of.values()) if tasks_of else set()
+    if shared == every:
+        return cells, ""
+    if not shared:
+        return cells, " Methods ran on different tasks and share none: compare with care."
+    left = sorted(every - shared)
+    return [c for c in cells if c.task in shared], (
+        f" On the {len(shared)} task(s) every method ran; left out, as not every method ran "
+        f"there: {'; '.join(f'{t.map} {t.dataset_name} ({t.budget:,} steps)' for t in left)} "
+        "(`--methods` narrows the methods compared).")
+
+
 def by_task(cells: list[Cell]) -> dict[Task, list[Cell]]:
     out: dict[Task, list[Cell]] = {}
     for c in cells:

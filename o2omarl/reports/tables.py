@@ -29,7 +29,7 @@ from o2omarl.protocol import (
     greedy_calibration,
 )
 from o2omarl.reports import stats
-from o2omarl.reports.cells import Cell, Task, by_task, display_name, method_rank
+from o2omarl.reports.cells import Cell, Task, across_tasks, by_task, display_name, method_rank
 from o2omarl.reports.stats import iqm
 
 # run_metrics key, column header, +1 if higher is better (-1 lower), decimals shown
@@ -305,10 +305,12 @@ def _methods(cells: list[Cell]) -> list[str]:
 
 def aggregate_table(cells: list[Cell], seed: int = 0, n_boot: int = stats.N_BOOT,
                     names: dict[str, str] | None = None) -> Table:
-    """Per method, across every task it ran on: mean and IQM of AUC and final win rate.
+    """Per method, across the tasks every method ran (`cells.across_tasks`): mean and IQM of
+    AUC and final win rate.
 
     Both are already in [0, 1] (win rates), so they are their own normalised scores.
     """
+    cells, which = across_tasks(cells)
     columns = ["method", "tasks", "runs"]
     for _, name in AGGREGATE_METRICS:
         columns += [f"mean {name}", f"IQM {name}"]
@@ -333,11 +335,8 @@ def aggregate_table(cells: list[Cell], seed: int = 0, n_boot: int = stats.N_BOOT
     bold: set = set()
     for k in range(2 * len(AGGREGATE_METRICS)):
         _bold_best([m[k] for m in per_method], list(range(len(rows))), 3 + k, bold)
-    task_sets = {frozenset(_scores(cells, m, "auc")) for m in _methods(cells)}
     caption = ("Across tasks: mean and IQM of AUC and final win rate (already in [0, 1], so "
-               "normalised) [95% stratified bootstrap]; best in bold.")
-    if len(task_sets) > 1:
-        caption += " Methods ran on different tasks: compare with care."
+               "normalised) [95% stratified bootstrap]; best in bold." + which)
     fields = ["method", "tasks", "runs"] + [f"{key}_{stat}{end}" for key, _ in AGGREGATE_METRICS
                                             for stat in ("mean", "iqm")
                                             for end in ("", "_lo", "_hi")]
