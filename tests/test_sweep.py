@@ -125,7 +125,7 @@ def test_the_pretraining_length_is_one_config_field_however_it_is_given(
     assert plan_sweep(sweep_of([*common, "--set", "steps=2k"]))[0].steps == 2000
     # a variant's own set still wins over the sweep's length
     config = write(tmp_path, "maps: {3m: heuristic}\nseeds: [0]\npretrain_steps: 20\n"
-                             "variants: {long: {method: ft-qmix, set: {pretrain_steps: 40}}}\n")
+                             "variants: {ft-qmix_long: {method: ft-qmix, set: {pretrain_steps: 40}}}\n")
     assert plan_sweep(sweep_of(["--config", config]))[0].config.pretrain_steps == 40
 
 
@@ -162,7 +162,12 @@ BAD = [
     ("methods: qmix\nvariants: {v: {method: qmx}}\n", "variants: v: method: unknown method"),
     ("methods: qmix\nvariants: {a/b: {method: qmix}}\n", "'a/b' cannot name a variant"),
     ("methods: qmix\nvariants: {ovm: {method: ovmse}}\n", "variant 'ovm' has a method's name"),
-    ("methods: qmix\nvariants: {v: {method: ovmse, set: {lambda_0: -1}}}\n", "variant 'v': "),
+    ("methods: qmix\nvariants: {ovmse_v: {method: ovmse, set: {lambda_0: -1}}}\n",
+     "variant 'ovmse_v': "),
+    ("methods: qmix\nvariants: {long: {method: ovmse}}\n",
+     "variant 'long' of ovmse: start its name with the method and an underscore (e.g. "
+     "ovmse_long), so that reports show it beside ovmse"),
+    ("methods: qmix\nvariants: {ovm_x: {method: ovmse}}\n", "variant 'ovm_x' of ovmse: "),
     ("methods: qmix\nset: {hiden: 8}\n", "unknown setting 'hiden' (did you mean 'hidden'?)"),
     ("methods: [qmix, qmix]\n", "the sweep runs qmix seed 0 on 3m heuristic-v0 twice"),
     ("methods: qmix\nseeds: [1, 2]\nseed_offset: 3\n", "a seed offset shifts a number of seeds"),

@@ -332,11 +332,16 @@ def plan_sweep(sweep: Sweep, say=print) -> list:
     check_methods([*sweep.methods, *(v.method for v in sweep.variants.values())], load=False)
     from o2omarl.devices import resolve_device
 
-    for name in sweep.variants:
+    for name, variant in sweep.variants.items():
         check_name(name)
         if name in NAMES:  # it would share the method's folder and name
             raise UsageError(f"variant {name!r} has a method's name; give it its own (e.g. "
                              f"{name}_2)")
+        method = variant.method
+        if name.partition("_")[0] != method:  # how reports find a variant's method
+            raise UsageError(f"variant {name!r} of {method}: start its name with the method "
+                             f"and an underscore (e.g. {method}_{name}), so that reports show "
+                             f"it beside {method} and in its ablation")
     device = resolve_device(sweep.device, say)
     common = (sweep.seeds, sweep.steps, sweep.pretrain_steps, sweep.backend, device)
     jobs = []

@@ -125,7 +125,8 @@ def _summary(res) -> None:
                    "variants; options given beside it replace its keys (README, Sweep files).")
 @click.option("--label", default=None,
               help="Run the one METHOD as a variant of this name: its own folder and name in "
-                   "reports, beside the plain method in one run store (e.g. with --set).")
+                   "reports, beside the plain method in one run store (e.g. with --set); "
+                   "NAME starts with METHOD_ (ft-qmix_eps0.2).")
 @click.option("--map", "map_name", default=None,
               help="Map; omitted: every map that has the dataset tier.")
 @click.option("--dataset", default=None, shell_complete=complete_dataset_ids,
