@@ -125,7 +125,8 @@ def test_the_pretraining_length_is_one_config_field_however_it_is_given(
     assert plan_sweep(sweep_of([*common, "--set", "steps=2k"]))[0].steps == 2000
     # a variant's own set still wins over the sweep's length
     config = write(tmp_path, "maps: {3m: heuristic}\nseeds: [0]\npretrain_steps: 20\n"
-                             "variants: {ft-qmix_long: {method: ft-qmix, set: {pretrain_steps: 40}}}\n")
+                             "variants: {ft-qmix_long: {method: ft-qmix, "
+                             "set: {pretrain_steps: 40}}}\n")
     assert plan_sweep(sweep_of(["--config", config]))[0].config.pretrain_steps == 40
 
 
