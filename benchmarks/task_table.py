@@ -1,10 +1,13 @@
 """A compact per-task table of a report's main cells, for results pages and the README:
 
     python benchmarks/task_table.py docs/results/calibrated/tables/main.csv --pretrain-steps 6000
+    python benchmarks/task_table.py docs/results/benchmark/tables/main.csv --by-task auc
 
 One row per task and method (in the methods table's order): seeds, win rate before, after,
 AUC, the largest fall below the offline win rate and the largest Q_tot overestimation, with the
-report's 95% intervals where it gives them.
+report's 95% intervals where it gives them. `--by-task METRIC`: instead one row per method and
+one column per task, the mean of METRIC (a column `METRIC_mean` of the CSV: auc, wr_final, or
+ret_auc of returns.csv), the best of each task in bold: which method wins where.
 """
 
 from __future__ import annotations
@@ -29,21 +32,58 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("main_csv")
     ap.add_argument("--pretrain-steps", help="only cells with this pretraining length")
+    ap.add_argument("--by-task", metavar="METRIC", help="a method x task table of METRIC")
     args = ap.parse_args()
     with open(args.main_csv) as f:
         rows = [r for r in csv.DictReader(f)
                 if args.pretrain_steps in (None, r["pretrain_steps"])]
-    rank = {m: i for i, m in enumerate(ORDER)}
-    rows.sort(key=lambda r: (r["dataset"], rank.get(r["method"].partition("_")[0], 99),
-                             r["method"]))
+    rows.sort(key=lambda r: (r["dataset"], order(r["method"])))
+    if args.by_task:
+        return by_task(rows, args.by_task)
     print("| task | method | seeds | win rate before | after | AUC | largest fall | "
           "Q_tot overestimation |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        task = r["dataset"].split("/", 1)[-1].rsplit("-v", 1)[0]
-        print(f"| {task} | {name(r['method'])} | {r['seeds']} | {float(r['wr_start_mean']):.2f} "
-              f"| {interval(r, 'wr_final', 2)} | {interval(r, 'auc', 3)} | "
+        print(f"| {task_name(r)} | {name(r['method'])} | {r['seeds']} | "
+              f"{float(r['wr_start_mean']):.2f} | {interval(r, 'wr_final', 2)} | "
+              f"{interval(r, 'auc', 3)} | "
               f"{float(r['largest_fall_mean']):.2f} | {float(r['q_overestimation_mean']):.2f} |")
+
+
+def by_task(rows: list[dict], metric: str) -> None:
+    """Methods down, tasks across, METRIC's mean in each cell (higher is better: bold the
+    best); `(n)` after a cell run with fewer seeds than the table's most."""
+    if not rows or f"{metric}_mean" not in rows[0]:
+        raise SystemExit(f"--by-task {metric!r}: the CSV has no column {metric}_mean")
+    tasks = list(dict.fromkeys(task_name(r) for r in rows))
+    methods = sorted({r["method"] for r in rows}, key=order)
+    cell = {(task_name(r), r["method"]): r for r in rows}
+    most = max(int(r["seeds"]) for r in rows)
+    best = {t: max(float(r[f"{metric}_mean"]) for (t2, _), r in cell.items() if t2 == t)
+            for t in tasks}
+    print("| method | " + " | ".join(tasks) + " |")
+    print("|---" * (len(tasks) + 1) + "|")
+    for m in methods:
+        out = []
+        for t in tasks:
+            r = cell.get((t, m))
+            if r is None:
+                out.append("-")
+                continue
+            v = float(r[f"{metric}_mean"])
+            text = f"**{v:.3f}**" if v == best[t] else f"{v:.3f}"
+            out.append(text + (f" ({r['seeds']})" if int(r["seeds"]) < most else ""))
+        print(f"| {name(m)} | " + " | ".join(out) + " |")
+
+
+def order(method: str) -> tuple:
+    """The methods table's order, a variant after its method."""
+    base = method.partition("_")[0]
+    return (ORDER.index(base) if base in ORDER else 99, method)
+
+
+def task_name(row: dict) -> str:
+    return row["dataset"].split("/", 1)[-1].rsplit("-v", 1)[0]
 
 
 if __name__ == "__main__":
