@@ -213,7 +213,7 @@ def across_tasks(cells: list[Cell]) -> tuple[list[Cell], str]:
     return [c for c in cells if c.task in shared], (
         f" On the {len(shared)} task(s) every method ran; left out, as not every method ran "
         f"there: {'; '.join(f'{t.map} {t.dataset_name} ({t.budget:,} steps)' for t in left)} "
-        "(`--methods` narrows the methods compared).")
+        "(`--method`, repeated, narrows the methods compared).")
 
 
 def by_task(cells: list[Cell]) -> dict[Task, list[Cell]]:
