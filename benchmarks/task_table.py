@@ -15,7 +15,8 @@ from __future__ import annotations
 import argparse
 import csv
 
-from o2omarl.methods import DISPLAY_NAMES, ORDER
+from o2omarl.methods import DISPLAY_NAMES
+from o2omarl.reports.cells import method_rank
 
 
 def interval(row: dict, key: str, digits: int) -> str:
@@ -32,12 +33,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("main_csv")
     ap.add_argument("--pretrain-steps", help="only cells with this pretraining length")
-    ap.add_argument("--by-task", metavar="METRIC", help="a method x task table of METRIC")
+    ap.add_argument("--by-task", metavar="METRIC",
+                    help="a method x task table of METRIC (higher is better: auc, wr_final, "
+                         "ret_auc)")
     args = ap.parse_args()
     with open(args.main_csv) as f:
         rows = [r for r in csv.DictReader(f)
                 if args.pretrain_steps in (None, r["pretrain_steps"])]
-    rows.sort(key=lambda r: (r["dataset"], order(r["method"])))
+    rows.sort(key=lambda r: (r["dataset"], method_rank(r["method"])))
     if args.by_task:
         return by_task(rows, args.by_task)
     print("| task | method | seeds | win rate before | after | AUC | largest fall | "
@@ -53,11 +56,19 @@ def main() -> None:
 def by_task(rows: list[dict], metric: str) -> None:
     """Methods down, tasks across, METRIC's mean in each cell (higher is better: bold the
     best); `(n)` after a cell run with fewer seeds than the table's most."""
-    if not rows or f"{metric}_mean" not in rows[0]:
+    if not rows:
+        raise SystemExit("--by-task: the CSV has no rows (or none at --pretrain-steps)")
+    if f"{metric}_mean" not in rows[0]:
         raise SystemExit(f"--by-task {metric!r}: the CSV has no column {metric}_mean")
     tasks = list(dict.fromkeys(task_name(r) for r in rows))
-    methods = sorted({r["method"] for r in rows}, key=order)
-    cell = {(task_name(r), r["method"]): r for r in rows}
+    methods = sorted({r["method"] for r in rows}, key=method_rank)
+    cell: dict[tuple[str, str], dict] = {}
+    for r in rows:  # one cell per task and method, or a column would hide a row
+        key = (task_name(r), r["method"])
+        if key in cell:
+            raise SystemExit(f"--by-task: {key[1]} on {key[0]} has two rows (another budget or "
+                             "pretraining length); choose one with --pretrain-steps")
+        cell[key] = r
     most = max(int(r["seeds"]) for r in rows)
     best = {t: max(float(r[f"{metric}_mean"]) for (t2, _), r in cell.items() if t2 == t)
             for t in tasks}
@@ -74,12 +85,6 @@ def by_task(rows: list[dict], metric: str) -> None:
             text = f"**{v:.3f}**" if v == best[t] else f"{v:.3f}"
             out.append(text + (f" ({r['seeds']})" if int(r["seeds"]) < most else ""))
         print(f"| {name(m)} | " + " | ".join(out) + " |")
-
-
-def order(method: str) -> tuple:
-    """The methods table's order, a variant after its method."""
-    base = method.partition("_")[0]
-    return (ORDER.index(base) if base in ORDER else 99, method)
 
 
 def task_name(row: dict) -> str:

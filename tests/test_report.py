@@ -206,8 +206,9 @@ def test_aggregates_and_improvement(report):
     assert float(agg["ovmse"]["auc_mean"]) == pytest.approx(
         np.mean([auc(CURVES["ovmse", 0]), auc(CURVES["ovmse", 1])]))
     index = (report / "index.md").read_text()
-    assert ("On the 1 task(s) every method ran; left out, as not every method ran there: 3m "
-            "heuristic-v0 (200 steps)") in index
+    # the table and the performance profiles say so, and compare the same tasks
+    assert index.count("On the 1 task(s) every method ran; left out, as not every method ran "
+                       "there: 3m heuristic-v0 (200 steps)") == 2
     poi = read_csv(report / "tables" / "improvement.csv")
     assert [(p["other"], p["shared_tasks"]) for p in poi] == [("ft-qmix", "1")]
     assert float(poi[0]["auc_poi"]) == 1.0  # every ovmse seed beats every ft-qmix seed

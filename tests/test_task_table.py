@@ -37,3 +37,9 @@ def test_methods_down_tasks_across_best_bold_fewer_seeds_marked_missing_dashed(t
     ]
     bad = table(tmp_path, rows, "--by-task", "regret")
     assert bad.returncode != 0 and "no column regret_mean" in bad.stderr
+    # a second pretraining length would overwrite a cell unseen: refused, --pretrain-steps picks
+    twice = rows + [{**rows[0], "pretrain_steps": 6000}]
+    bad = table(tmp_path, twice, "--by-task", "auc")
+    assert bad.returncode != 0 and "ovmse on 8m/medium has two rows" in bad.stderr
+    assert table(tmp_path, twice, "--by-task", "auc", "--pretrain-steps", "2500").stdout == \
+        res.stdout

@@ -331,6 +331,7 @@ def plan_sweep(sweep: Sweep, say=print) -> list:
                              f"{key}={sweep.overrides[key]}); give it once")
     check_methods([*sweep.methods, *(v.method for v in sweep.variants.values())], load=False)
     from o2omarl.devices import resolve_device
+    from o2omarl.reports.cells import base_method
 
     for name, variant in sweep.variants.items():
         check_name(name)
@@ -338,7 +339,7 @@ def plan_sweep(sweep: Sweep, say=print) -> list:
             raise UsageError(f"variant {name!r} has a method's name; give it its own (e.g. "
                              f"{name}_2)")
         method = variant.method
-        if name.partition("_")[0] != method:  # how reports find a variant's method
+        if base_method(name) != method:  # how reports find a variant's method
             raise UsageError(f"variant {name!r} of {method}: start its name with the method "
                              f"and an underscore (e.g. {method}_{name}), so that reports show "
                              f"it beside {method} and in its ablation")
