@@ -6,8 +6,9 @@
 One row per task and method (in the methods table's order): seeds, win rate before, after,
 AUC, the largest fall below the offline win rate and the largest Q_tot overestimation, with the
 report's 95% intervals where it gives them. `--by-task METRIC`: instead one row per method and
-one column per task, the mean of METRIC (a column `METRIC_mean` of the CSV: auc, wr_final, or
-ret_auc of returns.csv), the best of each task in bold: which method wins where.
+one column per task, the mean of METRIC (a column `METRIC_mean` of the CSV, e.g. auc, regret,
+or ret_auc of returns.csv), the best of each task in bold (highest or lowest, as the report's
+tables rank it): which method wins where.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ import csv
 
 from o2omarl.methods import DISPLAY_NAMES
 from o2omarl.reports.cells import method_rank
+from o2omarl.reports.tables import MAIN_METRICS, RETURN_METRICS
+
+# +1 / -1 where higher / lower is better, from the report's own tables (one place for the fact)
+DIRECTION = {key: better for key, _, better, _ in MAIN_METRICS + RETURN_METRICS if better}
 
 
 def interval(row: dict, key: str, digits: int) -> str:
@@ -34,8 +39,8 @@ def main() -> None:
     ap.add_argument("main_csv")
     ap.add_argument("--pretrain-steps", help="only cells with this pretraining length")
     ap.add_argument("--by-task", metavar="METRIC",
-                    help="a method x task table of METRIC (higher is better: auc, wr_final, "
-                         "ret_auc)")
+                    help="a method x task table of METRIC, the best bold: "
+                         + ", ".join(DIRECTION))
     args = ap.parse_args()
     with open(args.main_csv) as f:
         rows = [r for r in csv.DictReader(f)
@@ -54,8 +59,12 @@ def main() -> None:
 
 
 def by_task(rows: list[dict], metric: str) -> None:
-    """Methods down, tasks across, METRIC's mean in each cell (higher is better: bold the
-    best); `(n)` after a cell run with fewer seeds than the table's most."""
+    """Methods down, tasks across, METRIC's mean in each cell, the best bold (the highest, or
+    the lowest where lower is better); `(n)` after a cell run with fewer seeds than the table's
+    most."""
+    if metric not in DIRECTION:
+        raise SystemExit(f"--by-task {metric!r}: not a ranked metric; accepted: "
+                         + ", ".join(DIRECTION))
     if not rows:
         raise SystemExit("--by-task: the CSV has no rows (or none at --pretrain-steps)")
     if f"{metric}_mean" not in rows[0]:
@@ -70,7 +79,9 @@ def by_task(rows: list[dict], metric: str) -> None:
                              "pretraining length); choose one with --pretrain-steps")
         cell[key] = r
     most = max(int(r["seeds"]) for r in rows)
-    best = {t: max(float(r[f"{metric}_mean"]) for (t2, _), r in cell.items() if t2 == t)
+    sign = DIRECTION[metric]
+    best = {t: sign * max(sign * float(r[f"{metric}_mean"]) for (t2, _), r in cell.items()
+                          if t2 == t)
             for t in tasks}
     print("| method | " + " | ".join(tasks) + " |")
     print("|---" * (len(tasks) + 1) + "|")

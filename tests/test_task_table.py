@@ -13,7 +13,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "task_table.py"
 def table(tmp_path: Path, rows: list[dict], *args: str) -> subprocess.CompletedProcess:
     path = tmp_path / "main.csv"
     with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, ["dataset", "method", "pretrain_steps", "seeds", "auc_mean"])
+        w = csv.DictWriter(f, list(rows[0]))
         w.writeheader()
         w.writerows(rows)
     return subprocess.run([sys.executable, str(SCRIPT), str(path), *args], capture_output=True,
@@ -35,6 +35,17 @@ def test_methods_down_tasks_across_best_bold_fewer_seeds_marked_missing_dashed(t
         "| FT-QMIX eps 0.2 | - | 0.500 |",
         "| OVMSE | **0.600** (1) | 0.700 |",
     ]
+    # a lower-is-better metric bolds the lowest (the direction the report's tables rank by)
+    low = table(tmp_path, [{**r, "regret_mean": r["auc_mean"]} for r in rows], "--by-task",
+                "regret")
+    assert low.returncode == 0, low.stderr
+    assert low.stdout.splitlines()[2:] == [
+        "| QMIX | **0.400** | 0.900 |",
+        "| FT-QMIX eps 0.2 | - | **0.500** |",
+        "| OVMSE | 0.600 (1) | 0.700 |",
+    ]
+    bad = table(tmp_path, rows, "--by-task", "largest_fall_step")  # unranked: nothing to bold
+    assert bad.returncode != 0 and "not a ranked metric" in bad.stderr and "auc" in bad.stderr
     bad = table(tmp_path, rows, "--by-task", "regret")
     assert bad.returncode != 0 and "no column regret_mean" in bad.stderr
     # a second pretraining length would overwrite a cell unseen: refused, --pretrain-steps picks
