@@ -199,6 +199,15 @@ def test_what_the_command_line_cannot_add_to_a_file(tmp_path, capsys, argv, says
     assert code == 2 and says in err, err
 
 
+def test_a_label_must_start_with_its_method_on_the_command_line_too(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    code, _, err = bench(["run", "ft-qmix", "--label", "long", "--map", "3m", "--dataset",
+                          "heuristic", "--runs-dir", str(runs)], capsys)
+    assert code == 2 and "start its name with the method" in err and "ft-qmix_long" in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert not runs.exists()
+
+
 @pytest.mark.slow
 def test_a_finished_sweep_reruns_without_the_simulator(heuristic_3m, tmp_path, capsys):
     """A method and its variant share a store and their pretrained weights; a rerun skips both

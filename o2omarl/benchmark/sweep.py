@@ -318,22 +318,12 @@ def plan_sweep(sweep: Sweep, say=print) -> list:
     all input checked before anything is made, the cheap checks before torch is loaded."""
     from o2omarl.benchmark.jobs import check_methods, check_request, plan
     from o2omarl.methods import NAMES
+    from o2omarl.reports.cells import base_method
 
     if not sweep.methods and not sweep.variants:
         check_methods([])  # names the methods
-    for map_name, dataset in sweep.tasks:
-        check_request(map_name, dataset, sweep.seeds, sweep.steps, sweep.pretrain_steps,
-                      sweep.backend)
-    for key, value in (("steps", sweep.steps), ("pretrain_steps", sweep.pretrain_steps)):
-        if value is not None and key in sweep.overrides:
-            flag = "--" + key.replace("_", "-")
-            raise UsageError(f"{key} is given twice ({flag} / {key}: {value} and --set / set: "
-                             f"{key}={sweep.overrides[key]}); give it once")
     check_methods([*sweep.methods, *(v.method for v in sweep.variants.values())], load=False)
-    from o2omarl.devices import resolve_device
-    from o2omarl.reports.cells import base_method
-
-    for name, variant in sweep.variants.items():
+    for name, variant in sweep.variants.items():  # the file's own mistakes before the data's
         check_name(name)
         if name in NAMES:  # it would share the method's folder and name
             raise UsageError(f"variant {name!r} has a method's name; give it its own (e.g. "
@@ -343,6 +333,16 @@ def plan_sweep(sweep: Sweep, say=print) -> list:
             raise UsageError(f"variant {name!r} of {method}: start its name with the method "
                              f"and an underscore (e.g. {method}_{name}), so that reports show "
                              f"it beside {method} and in its ablation")
+    for map_name, dataset in sweep.tasks:
+        check_request(map_name, dataset, sweep.seeds, sweep.steps, sweep.pretrain_steps,
+                      sweep.backend)
+    for key, value in (("steps", sweep.steps), ("pretrain_steps", sweep.pretrain_steps)):
+        if value is not None and key in sweep.overrides:
+            flag = "--" + key.replace("_", "-")
+            raise UsageError(f"{key} is given twice ({flag} / {key}: {value} and --set / set: "
+                             f"{key}={sweep.overrides[key]}); give it once")
+    from o2omarl.devices import resolve_device
+
     device = resolve_device(sweep.device, say)
     common = (sweep.seeds, sweep.steps, sweep.pretrain_steps, sweep.backend, device)
     jobs = []
