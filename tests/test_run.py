@@ -7,6 +7,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -421,6 +422,50 @@ def test_qmix_beside_a_default_tier_that_does_not_fit_runs_online(fresh_root, mo
     (rec.path / store.SIDECAR).write_text(_json.dumps(meta))
     (job,) = plan(["qmix"], "3m", None, [0], 100, 1)
     assert job.dataset is None and job.dataset_label == "online"
+
+
+@pytest.mark.slow
+def test_qmix_on_a_second_tier_of_its_map_is_copied_not_rerun(fresh_root, tmp_path, capsys):
+    """qmix reads no data: its run on one tier is its run on every tier of the map, so a
+    finished one is copied (same metrics to the byte; a rerun's wall-clock times differ).
+    Another budget is another run, and a method that reads data is never copied."""
+    from o2omarl import datasets
+    from o2omarl.benchmark import registry
+    from o2omarl.benchmark.jobs import needs_data
+    from o2omarl.methods import NAMES
+
+    assert [m for m in NAMES if not needs_data(registry.get(m).Config())] == ["qmix"]
+
+    for tier in ("medium", "replay"):
+        datasets.collect("3m", "random", episodes=4, seed=0, num_envs=4, show_progress=False,
+                         tier=tier)
+    runs = tmp_path / "runs"
+
+    def run(tier, steps=400):
+        main(["run", "qmix", "--map", "3m", "--dataset", tier, "--steps", str(steps), "--seed",
+              "0", "--runs-dir", str(runs), *SETTINGS, "--set", "eval_interval=200"])
+        return runs / "3m" / f"{tier}-v0" / "qmix" / "seed_0"
+
+    first = run("medium")
+    assert "copied" not in capsys.readouterr().out
+    second = run("replay")
+    assert "reads no data), copied" in capsys.readouterr().out
+    assert (second / "metrics.jsonl").read_bytes() == (first / "metrics.jsonl").read_bytes()
+    assert (second / "model.pt").read_bytes() == (first / "model.pt").read_bytes()
+    config = json.loads((second / "config.json").read_text())
+    assert config["dataset"] == "smax/3m/replay-v0"
+    assert config["copied_from"] == "3m/medium-v0/qmix/seed_0"
+    assert json.loads((second / "status.json").read_text())["state"] == "done"
+    assert not (second / "checkpoint.pt").exists()
+    assert not list(second.parent.glob(".*copying"))
+    run("replay")
+    assert "already done" in capsys.readouterr().out
+    # another budget: no twin, a run of its own
+    shutil.rmtree(second)
+    other = run("replay", steps=404)
+    assert "copied" not in capsys.readouterr().out
+    assert read_jsonl(other / "metrics.jsonl")[-1]["env_step"] == 404
+    assert "copied_from" not in json.loads((other / "config.json").read_text())
 
 
 @pytest.mark.parametrize("make", ["missing", "empty", "foreign"])

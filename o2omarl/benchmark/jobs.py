@@ -151,7 +151,7 @@ def plan(methods: list[str], map_name: str | None, dataset: str | None, seeds: l
         except UsageError:
             # A dataset the user named must exist and fit; the default tier only matters to
             # methods that use offline data (the error names the `bench collect` command).
-            if dataset is not None or any(_needs_data(c) for c in configs):
+            if dataset is not None or any(needs_data(c) for c in configs):
                 raise
             record = None  # e.g. `qmix` alone beside a medium tier of an older state format
         for cls, config in zip(classes, configs):
@@ -186,7 +186,9 @@ def check_memory(config, info, learner_mode: str) -> None:
             f"buffer_episodes <= {fits:,} here")
 
 
-def _needs_data(config) -> bool:
+def needs_data(config) -> bool:
+    """Whether a job of this config reads its dataset (to pretrain, or to mix it online); one
+    that does not runs the same on every dataset of its map."""
     return config.init == "offline" or getattr(config, "offline_fraction", 0) > 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -195,6 +196,41 @@ def check_same(run_dir: Path, config: dict, defaults: dict | None = None) -> Non
         raise UsageError(f"{run_dir} holds a run with other settings ({first}: {was} there, "
                          f"{now} now); name this one as a variant (--label NAME, or variants: "
                          "in a sweep file), use another --runs-dir, or delete that folder")
+
+
+def finished_twin(job: JobSpec, runs_dir: Path) -> Path | None:
+    """A finished run of this job under another dataset of its map, with the same method,
+    seed and settings. Only for a job that reads no data (`needs_data`): that run is the one
+    this job would make (its metrics are the same but for wall-clock times)."""
+    run_dir = job.run_dir(runs_dir)
+    mine = fingerprint(job_config(job))
+    for other in sorted(run_dir.parents[2].glob(f"*/{run_dir.parent.name}/{run_dir.name}")):
+        if other == run_dir or read_state(other) != "done":
+            continue
+        try:
+            theirs = fingerprint(json.loads((other / "config.json").read_text()))
+        except (OSError, ValueError, AttributeError):
+            continue
+        if {**theirs, "dataset": mine["dataset"]} == mine:
+            return other
+    return None
+
+
+def copy_run(src: Path, run_dir: Path, config: dict) -> None:
+    """`run_dir` as a finished copy of `src` (its record and final weights) under this job's
+    config.json, which names the source (relative to the run store, which moves whole);
+    made beside it and renamed, so never half there."""
+    source = str(src.relative_to(run_dir.parents[3]))
+    tmp = run_dir.with_name(f".{run_dir.name}.copying")
+    shutil.rmtree(tmp, ignore_errors=True)
+    # what a resume needs, and the source's lock, are not part of a finished run
+    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns(
+        "config.json", ".lock", "checkpoint.pt", "replay"))
+    atomic.write_json(tmp / "config.json", {**config, "copied_from": source})
+    with open(tmp / "run.log", "a") as f:
+        f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} copied from {source}: the method reads no "
+                "data, so the run is the same on every dataset of the map\n")
+    tmp.rename(run_dir)
 
 
 def read_state(run_dir: Path) -> str | None:
