@@ -250,3 +250,32 @@ def test_a_plan_line_says_what_will_run_before_the_first_job(heuristic_3m):
     (one,) = plan(["qmix"], "3m", "heuristic", [0], 300)  # no pretraining: no offline part
     assert plan_line([one], 0, 1) == "1 job (1 method x 1 seed x 1 task), 300 online env " \
         "steps each; 1 at a time"
+
+
+@pytest.mark.slow
+def test_one_method_and_seed_on_two_tiers_of_a_map_run_side_by_side(fresh_root, tmp_path):
+    """Two workers, one job each: the same method and seed on two tiers of one map are two
+    jobs (the pool once knew a job by map, method and seed, and the second's report was taken
+    for the first's)."""
+    import subprocess
+    import sys
+
+    from o2omarl import datasets
+
+    for tier in ("medium", "replay"):
+        datasets.collect("3m", "random", episodes=4, seed=0, num_envs=4, show_progress=False,
+                         tier=tier)
+    runs = tmp_path / "runs"
+    config = write(tmp_path, f"runs_dir: {runs}\nmaps: {{3m: [medium, replay]}}\nseeds: [0]\n"
+                             "steps: 400\nworkers: 2\nmethods: [qmix]\n"
+                             "set: {hidden: 16, num_envs: 4, eval_episodes: 4, "
+                             "eval_interval: 200, batch_size: 2}\n")
+    done = subprocess.run([sys.executable, "-m", "o2omarl.cli", "run", "--config", config],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    for tier in ("medium", "replay"):
+        status = json.loads((runs / "3m" / f"{tier}-v0" / "qmix" / "seed_0" / "status.json")
+                            .read_text())
+        assert status["state"] == "done" and status["final"]["env_step"] == 400
+        assert f"[3m/{tier}-v0/qmix/seed_0]" in done.stdout, done.stdout
+        assert done.stdout.count(f"/runs/3m/{tier}-v0/qmix/seed_0\n") == 1  # the final table

@@ -62,7 +62,9 @@ def run_jobs(jobs: list[JobSpec], runs_dir: Path, workers: int = 1, executor: st
 
 
 def _key(job: JobSpec) -> str:
-    return f"{job.map_name}/{job.name}/seed_{job.seed}"
+    """A job's name in progress lines and the pool's books: its folder in the run store, the
+    one thing no two jobs of a sweep share (two tiers of a map can hold one method and seed)."""
+    return job.run_dir(Path()).as_posix()
 
 
 def _run_here(jobs, runs_dir, say) -> list[JobResult]:
