@@ -279,3 +279,25 @@ def test_one_method_and_seed_on_two_tiers_of_a_map_run_side_by_side(fresh_root, 
         assert status["state"] == "done" and status["final"]["env_step"] == 400
         assert f"[3m/{tier}-v0/qmix/seed_0]" in done.stdout, done.stdout
         assert done.stdout.count(f"/runs/3m/{tier}-v0/qmix/seed_0\n") == 1  # the final table
+    assert "1 of 2 jobs finished | ETA" in done.stdout and "2 of 2 jobs finished\n" in done.stdout
+
+
+def test_a_sweep_says_how_many_jobs_are_finished_and_when_the_rest_will_be(monkeypatch):
+    from o2omarl.benchmark import executors
+
+    now = [0.0]
+    monkeypatch.setattr(executors.time, "monotonic", lambda: now[0])
+    pace = executors.SweepPace(4, workers=2)
+    pace.started("a"), pace.started("b")
+    now[0] = 10.0
+    assert pace.finished("a") == "1 of 4 jobs finished | ETA 0:15"  # 3 left x 10 s / 2 workers
+    pace.started("c")
+    now[0] = 30.0
+    assert pace.finished("b") == "2 of 4 jobs finished | ETA 0:20"  # 2 x mean(10, 30) / 2
+    pace.started("d")
+    now[0] = 40.0
+    pace.finished("c")
+    assert pace.finished("d") == "4 of 4 jobs finished"
+    one = executors.SweepPace(1, workers=1)
+    one.started("a")
+    assert one.finished("a") is None  # a job alone: its own line says it all

@@ -10,6 +10,7 @@ import multiprocessing as mp
 import os
 import queue as queue_mod
 import signal
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -67,9 +68,35 @@ def _key(job: JobSpec) -> str:
     return job.run_dir(Path()).as_posix()
 
 
+class SweepPace:
+    """The line said as each job of several ends: `3 of 70 jobs finished | ETA 5:10:00`, the
+    ETA being the mean duration of the jobs finished so far times the jobs left, shared among
+    the workers (a sweep of a benchmark runs for hours; each job's own line has its own ETA)."""
+
+    def __init__(self, total: int, workers: int):
+        self.total, self.workers = total, workers
+        self.starts: dict[str, float] = {}
+        self.durations: list[float] = []
+
+    def started(self, key: str) -> None:
+        self.starts[key] = time.monotonic()
+
+    def finished(self, key: str) -> str | None:
+        """The line, or None for a single job (its own line says it all)."""
+        self.durations.append(time.monotonic() - self.starts.pop(key))
+        if self.total < 2:
+            return None
+        left = self.total - len(self.durations)
+        mean = sum(self.durations) / len(self.durations)
+        eta = f" | ETA {progress.fmt_duration(left * mean / self.workers)}" if left else ""
+        return f"{len(self.durations)} of {self.total} jobs finished{eta}"
+
+
 def _run_here(jobs, runs_dir, say) -> list[JobResult]:
     results = []
+    pace = SweepPace(len(jobs), 1)
     for job in jobs:
+        pace.started(_key(job))
         try:
             row = run_job(job, runs_dir, say)
             results.append(JobResult(job, "done", row))
@@ -80,6 +107,9 @@ def _run_here(jobs, runs_dir, say) -> list[JobResult]:
             results.append(JobResult(job, "failed", {}, str(e)))
         finally:
             write_summaries(runs_dir)
+        line = pace.finished(_key(job))
+        if line:
+            say(line)
     return results
 
 
@@ -127,6 +157,7 @@ def _run_pool(jobs, runs_dir, workers, say) -> list[JobResult]:
     threads = max(1, default_workers() // workers)
     pending, running, results = list(jobs), {}, {}
     board = progress.Board()
+    pace = SweepPace(len(jobs), workers)
     stopping = {"flag": False}
     gone: set[str] = set()  # workers seen exited, not yet reported
 
@@ -150,6 +181,7 @@ def _run_pool(jobs, runs_dir, workers, say) -> list[JobResult]:
                 p = ctx.Process(target=_worker, args=(job, runs_dir, threads, out), daemon=True)
                 p.start()
                 running[_key(job)] = (p, job)
+                pace.started(_key(job))
             try:
                 kind, key, payload = out.get(timeout=0.5)
             except queue_mod.Empty:
@@ -164,7 +196,7 @@ def _run_pool(jobs, runs_dir, workers, say) -> list[JobResult]:
                     # killed: whatever it checkpointed is kept
                     results[key] = JobResult(job, "failed", {},
                                              f"worker exited with code {p.exitcode}")
-                    _finish(key, running, board, runs_dir)
+                    _finish(key, running, board, runs_dir, pace)
                 continue
             if kind == "progress":
                 board.update(key, f"[{key}] {payload}")
@@ -178,7 +210,7 @@ def _run_pool(jobs, runs_dir, workers, say) -> list[JobResult]:
                 if error:
                     board.say(f"[{key}] {kind}: {error}")
                 running[key][0].join()
-                _finish(key, running, board, runs_dir)
+                _finish(key, running, board, runs_dir, pace)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
@@ -189,10 +221,13 @@ def _run_pool(jobs, runs_dir, workers, say) -> list[JobResult]:
     return [results[_key(j)] for j in jobs if _key(j) in results]
 
 
-def _finish(key, running, board, runs_dir) -> None:
+def _finish(key, running, board, runs_dir, pace) -> None:
     running.pop(key)
     board.remove(key)
     write_summaries(runs_dir)
+    line = pace.finished(key)
+    if line:
+        board.say(line)
 
 
 # -- Ray ------------------------------------------------------------------------------------------
