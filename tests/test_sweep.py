@@ -253,10 +253,10 @@ def test_a_plan_line_says_what_will_run_before_the_first_job(heuristic_3m):
 
 
 @pytest.mark.slow
-def test_one_method_and_seed_on_two_tiers_of_a_map_run_side_by_side(fresh_root, tmp_path):
-    """Two workers, one job each: the same method and seed on two tiers of one map are two
-    jobs (the pool once knew a job by map, method and seed, and the second's report was taken
-    for the first's)."""
+def test_one_method_and_seed_on_two_tiers_of_a_map_in_a_parallel_sweep(fresh_root, tmp_path):
+    """Two workers. ft-qmix reads the data: on two tiers it is two jobs side by side (the pool
+    once knew a job by map, method and seed, and took the second's report for the first's).
+    qmix reads none: its job on the second tier waits for the first's and copies it."""
     import subprocess
     import sys
 
@@ -266,20 +266,33 @@ def test_one_method_and_seed_on_two_tiers_of_a_map_run_side_by_side(fresh_root, 
         datasets.collect("3m", "random", episodes=4, seed=0, num_envs=4, show_progress=False,
                          tier=tier)
     runs = tmp_path / "runs"
-    config = write(tmp_path, f"runs_dir: {runs}\nmaps: {{3m: [medium, replay]}}\nseeds: [0]\n"
-                             "steps: 400\nworkers: 2\nmethods: [qmix]\n"
-                             "set: {hidden: 16, num_envs: 4, eval_episodes: 4, "
-                             "eval_interval: 200, batch_size: 2}\n")
-    done = subprocess.run([sys.executable, "-m", "o2omarl.cli", "run", "--config", config],
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
-    for tier in ("medium", "replay"):
-        status = json.loads((runs / "3m" / f"{tier}-v0" / "qmix" / "seed_0" / "status.json")
-                            .read_text())
-        assert status["state"] == "done" and status["final"]["env_step"] == 400
-        assert f"[3m/{tier}-v0/qmix/seed_0]" in done.stdout, done.stdout
-        assert done.stdout.count(f"/runs/3m/{tier}-v0/qmix/seed_0\n") == 1  # the final table
-    assert "1 of 2 jobs finished | ETA" in done.stdout and "2 of 2 jobs finished\n" in done.stdout
+
+    def sweep(method):
+        config = write(tmp_path, f"runs_dir: {runs}\nmaps: {{3m: [medium, replay]}}\n"
+                                 "seeds: [0]\nsteps: 400\npretrain_steps: 20\nworkers: 2\n"
+                                 f"methods: [{method}]\n"
+                                 "set: {hidden: 16, num_envs: 4, eval_episodes: 4, "
+                                 "eval_interval: 200, batch_size: 2}\n")
+        done = subprocess.run([sys.executable, "-m", "o2omarl.cli", "run", "--config", config],
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        for tier in ("medium", "replay"):
+            run_dir = runs / "3m" / f"{tier}-v0" / method / "seed_0"
+            status = json.loads((run_dir / "status.json").read_text())
+            assert status["state"] == "done" and status["final"]["env_step"] == 400
+            assert done.stdout.count(f"{run_dir}\n") == 1, done.stdout  # the final table
+        assert "1 of 2 jobs finished | ETA" in done.stdout
+        assert "2 of 2 jobs finished\n" in done.stdout
+        return done.stdout
+
+    out = sweep("ft-qmix")
+    assert "[3m/medium-v0/ft-qmix/seed_0]" in out and "[3m/replay-v0/ft-qmix/seed_0]" in out
+    assert "copied" not in out
+    out = sweep("qmix")
+    assert "reads no data), copied" in out
+    copy = runs / "3m" / "replay-v0" / "qmix" / "seed_0"
+    assert json.loads((copy / "config.json").read_text())["copied_from"] == \
+        "3m/medium-v0/qmix/seed_0"
 
 
 def test_a_sweep_says_how_many_jobs_are_finished_and_when_the_rest_will_be(monkeypatch):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from o2omarl import progress
-from o2omarl.benchmark.jobs import JobSpec
+from o2omarl.benchmark.jobs import JobSpec, needs_data
 from o2omarl.benchmark.results import write_summaries
 from o2omarl.benchmark.runner import StopFlag, run_job
 from o2omarl.errors import BenchError, Interrupted, UsageError
@@ -176,8 +176,11 @@ def _run_pool(jobs, runs_dir, workers, say) -> list[JobResult]:
         # once stopping, jobs not yet started stay pending (the rerun starts them): waiting on
         # them too would wait forever
         while running or (pending and not stopping["flag"]):
-            while pending and len(running) < workers and not stopping["flag"]:
-                job = pending.pop(0)
+            while len(running) < workers and not stopping["flag"]:
+                ready = [i for i, j in enumerate(pending) if not _twin_running(j, running)]
+                if not ready:
+                    break
+                job = pending.pop(ready[0])
                 p = ctx.Process(target=_worker, args=(job, runs_dir, threads, out), daemon=True)
                 p.start()
                 running[_key(job)] = (p, job)
@@ -219,6 +222,14 @@ def _run_pool(jobs, runs_dir, workers, say) -> list[JobResult]:
         raise Interrupted("stopped; finished jobs are kept and unfinished ones checkpointed: "
                           "run the same command to resume")
     return [results[_key(j)] for j in jobs if _key(j) in results]
+
+
+def _twin_running(job: JobSpec, running: dict) -> bool:
+    """A job that reads no data waits while the same method and seed runs on another tier of
+    its map: once that ends, the job is a copy of it (`runner.run_job`), not a second run."""
+    return not needs_data(job.config) and any(
+        (j.map_name, j.backend, j.name, j.seed) == (job.map_name, job.backend, job.name, job.seed)
+        for _, j in running.values())
 
 
 def _finish(key, running, board, runs_dir, pace) -> None:
