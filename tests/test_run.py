@@ -457,7 +457,7 @@ def test_qmix_on_a_second_tier_of_its_map_is_copied_not_rerun(fresh_root, tmp_pa
     assert config["copied_from"] == "3m/medium-v0/qmix/seed_0"
     assert json.loads((second / "status.json").read_text())["state"] == "done"
     assert not (second / "checkpoint.pt").exists()
-    assert not list(second.parent.glob(".*copying"))
+    assert not list(second.parent.glob(".*copying*"))
     run("replay")
     assert "already done" in capsys.readouterr().out
     # another budget: no twin, a run of its own
@@ -466,6 +466,27 @@ def test_qmix_on_a_second_tier_of_its_map_is_copied_not_rerun(fresh_root, tmp_pa
     assert "copied" not in capsys.readouterr().out
     assert read_jsonl(other / "metrics.jsonl")[-1]["env_step"] == 404
     assert "copied_from" not in json.loads((other / "config.json").read_text())
+
+
+def test_a_copy_that_finds_its_folder_made_meanwhile_keeps_it(tmp_path):
+    """Two `bench run` on one store copying one job: the second copy leaves the first's folder
+    as it is, and nothing half-made beside it."""
+    from o2omarl.benchmark.rundir import copy_run
+
+    src = tmp_path / "runs" / "3m" / "medium-v0" / "qmix" / "seed_0"
+    dst = tmp_path / "runs" / "3m" / "replay-v0" / "qmix" / "seed_0"
+    for folder, text in ((src, "the source\n"), (dst, "made meanwhile\n")):
+        folder.mkdir(parents=True)
+        (folder / "metrics.jsonl").write_text(text)
+    copy_run(src, dst, {"dataset": "smax/3m/replay-v0"})
+    assert (dst / "metrics.jsonl").read_text() == "made meanwhile\n"
+    assert [p.name for p in dst.parent.iterdir()] == ["seed_0"]
+    (dst / "metrics.jsonl").unlink()
+    dst.rmdir()
+    copy_run(src, dst, {"dataset": "smax/3m/replay-v0"})
+    assert (dst / "metrics.jsonl").read_text() == "the source\n"
+    assert json.loads((dst / "config.json").read_text())["copied_from"] == \
+        "3m/medium-v0/qmix/seed_0"
 
 
 @pytest.mark.parametrize("make", ["missing", "empty", "foreign"])

@@ -221,7 +221,7 @@ def copy_run(src: Path, run_dir: Path, config: dict) -> None:
     config.json, which names the source (relative to the run store, which moves whole);
     made beside it and renamed, so never half there."""
     source = str(src.relative_to(run_dir.parents[3]))
-    tmp = run_dir.with_name(f".{run_dir.name}.copying")
+    tmp = run_dir.with_name(f".{run_dir.name}.copying.{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     # what a resume needs, and the source's lock, are not part of a finished run
     shutil.copytree(src, tmp, ignore=shutil.ignore_patterns(
@@ -230,7 +230,13 @@ def copy_run(src: Path, run_dir: Path, config: dict) -> None:
     with open(tmp / "run.log", "a") as f:
         f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} copied from {source}: the method reads no "
                 "data, so the run is the same on every dataset of the map\n")
-    tmp.rename(run_dir)
+    try:
+        tmp.rename(run_dir)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not run_dir.is_dir():
+            raise
+        # another `bench run` on this store made the folder meanwhile: the same copy, kept
 
 
 def read_state(run_dir: Path) -> str | None:
