@@ -306,6 +306,7 @@ def test_ray_executor_runs_two_jobs_on_a_local_ray(heuristic_3m, tmp_path, capsy
     main(argv)
     out = capsys.readouterr().out
     assert "submitted to Ray" in out
+    assert "1 of 2 jobs finished | ETA" in out and "2 of 2 jobs finished" in out
     main(_argv(heuristic_3m.dataset_id, ref, 400))  # seed 0 in this process
     base = runs / "3m" / "heuristic-v0" / "ft-qmix"
     for seed in (0, 1):

@@ -83,7 +83,11 @@ class SweepPace:
 
     def finished(self, key: str) -> str | None:
         """The line, or None for a single job (its own line says it all)."""
-        self.durations.append(time.monotonic() - self.starts.pop(key))
+        return self.took(time.monotonic() - self.starts.pop(key))
+
+    def took(self, seconds: float) -> str | None:
+        """`finished` for a job timed where it ran (a Ray task: its start is not seen here)."""
+        self.durations.append(seconds)
         if self.total < 2:
             return None
         left = self.total - len(self.durations)
@@ -242,12 +246,14 @@ def _finish(key, running, board, runs_dir, pace) -> None:
 
 
 # -- Ray ------------------------------------------------------------------------------------------
-def _ray_task(job: JobSpec, runs_dir: str) -> tuple[str, dict, str | None]:
+def _ray_task(job: JobSpec, runs_dir: str) -> tuple[str, dict, str | None, float]:
+    """(state, row, error, seconds): the task times itself, since it may wait in Ray's queue."""
     _limit_threads(1)
+    start = time.monotonic()
     try:
-        return "done", run_job(job, Path(runs_dir), print), None
+        return "done", run_job(job, Path(runs_dir), print), None, time.monotonic() - start
     except BaseException as e:
-        return "failed", {}, str(e) or type(e).__name__
+        return "failed", {}, str(e) or type(e).__name__, time.monotonic() - start
 
 
 def _run_ray(jobs, runs_dir, workers, address, say) -> list[JobResult]:
@@ -263,16 +269,22 @@ def _run_ray(jobs, runs_dir, workers, address, say) -> list[JobResult]:
     task = ray.remote(num_cpus=1)(_ray_task)
     refs = {task.remote(job, str(runs_dir)): job for job in jobs}
     say(f"{len(refs)} job(s) submitted to Ray ({'cluster ' + address if address else 'local'})")
+    # A cluster runs as many jobs at once as it has CPUs (one each), not --workers.
+    slots = int(ray.cluster_resources().get("CPU", 1)) if address else workers
+    pace = SweepPace(len(jobs), max(1, slots))
     results = {}
     try:
         while refs:
             done, _ = ray.wait(list(refs), num_returns=1)
             for ref in done:
                 job = refs.pop(ref)
-                state, row, error = ray.get(ref)
+                state, row, error, seconds = ray.get(ref)
                 results[_key(job)] = JobResult(job, state, row, error)
                 say(f"[{_key(job)}] {state}" + (f": {error}" if error else ""))
                 write_summaries(runs_dir)
+                line = pace.took(seconds)
+                if line:
+                    say(line)
     except KeyboardInterrupt:
         for ref in refs:
             ray.cancel(ref)
