@@ -315,6 +315,37 @@ def test_ray_executor_runs_two_jobs_on_a_local_ray(heuristic_3m, tmp_path, capsy
     assert _curve(base / "seed_0") == _curve(ref / "3m" / "heuristic-v0" / "ft-qmix" / "seed_0")
 
 
+@pytest.mark.slow
+def test_dry_run_says_what_each_job_would_do_and_starts_nothing(heuristic_3m, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    main(_argv(heuristic_3m.dataset_id, runs, 400))  # seed 0: done
+    base = runs / "3m" / "heuristic-v0" / "ft-qmix"
+    (base / "seed_1").mkdir()  # seed 1: a folder another process holds, then an unfinished one
+    argv = _argv(heuristic_3m.dataset_id, runs, 400)
+    i = argv.index("--seed")
+    argv[i:i + 2] = ["--seeds", "3"]
+    files = sorted(runs.rglob("*"))
+    capsys.readouterr()
+
+    def states() -> tuple[dict, str]:
+        main(argv + ["--dry-run"])
+        lines = capsys.readouterr().out.splitlines()
+        assert sorted(runs.rglob("*")) == files  # nothing written, nothing started
+        return {int(ln.split()[3]): ln.split()[4] for ln in lines if ln.startswith("ft-qmix ")}, \
+            lines[-1]
+
+    with file_lock(base / "seed_1" / ".lock", "test"):
+        files = sorted(runs.rglob("*"))
+        assert states() == ({0: "done", 1: "running", 2: "new"},
+                            "dry run, nothing started: 1 done, 1 running, 1 new")
+    assert states() == ({0: "done", 1: "resume", 2: "new"},
+                        "dry run, nothing started: 1 done, 1 resume, 1 new")
+    main(argv + ["--workers", "1"])  # the real run does what the dry run said
+    assert "seed_0: already done, skipped" in capsys.readouterr().out
+    for seed in (1, 2):
+        assert json.loads((base / f"seed_{seed}" / "status.json").read_text())["state"] == "done"
+
+
 def _stop_group(proc) -> tuple[str, str]:
     """SIGTERM to the whole process group, as `timeout` and schedulers send it."""
     os.killpg(proc.pid, signal.SIGTERM)
@@ -449,6 +480,10 @@ def test_qmix_on_a_second_tier_of_its_map_is_copied_not_rerun(fresh_root, tmp_pa
 
     first = run("medium")
     assert "copied" not in capsys.readouterr().out
+    main(["run", "qmix", "--map", "3m", "--dataset", "replay", "--steps", "400", "--seed", "0",
+          "--runs-dir", str(runs), *SETTINGS, "--set", "eval_interval=200", "--dry-run"])
+    assert "dry run, nothing started: 1 copy" in capsys.readouterr().out
+    assert not (runs / "3m" / "replay-v0").exists()
     second = run("replay")
     assert "reads no data), copied" in capsys.readouterr().out
     assert (second / "metrics.jsonl").read_bytes() == (first / "metrics.jsonl").read_bytes()

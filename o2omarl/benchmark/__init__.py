@@ -26,13 +26,15 @@ def run_all(methods, map_name, dataset, seeds, steps, pretrain_steps=None, runs_
                            address=address), say)
 
 
-def run_sweep(sweep, say=print) -> list[dict]:
-    """`run_all` for a `Sweep` (several tasks, variants; `bench run --config`)."""
+def run_sweep(sweep, say=print, dry_run: bool = False) -> list[dict]:
+    """`run_all` for a `Sweep` (several tasks, variants; `bench run --config`). `dry_run`:
+    every check, then rows whose state says what each job would do (`planned_action`), and
+    nothing started or written."""
     from o2omarl.benchmark.sweep import plan_sweep
 
     jobs = plan_sweep(sweep, say)  # first: its cheap checks answer before torch is loaded
     from o2omarl.benchmark.executors import JobResult, check_executor, default_workers, run_jobs
-    from o2omarl.benchmark.rundir import check_run_dirs, read_state
+    from o2omarl.benchmark.rundir import check_run_dirs, last_row, planned_action, read_state
     from o2omarl.benchmark.runner import run_job
 
     workers = default_workers() if sweep.workers is None else sweep.workers
@@ -43,18 +45,26 @@ def run_sweep(sweep, say=print) -> list[dict]:
     # no Ray and no simulator.
     done = [read_state(job.run_dir(runs_dir)) == "done" for job in jobs]
     say(plan_line(jobs, sum(done), workers))
+    if dry_run:
+        return [_row(JobResult(job, planned_action(job, runs_dir),
+                               last_row(job.run_dir(runs_dir)) if d else {}), runs_dir)
+                for job, d in zip(jobs, done)]
     skipped = [JobResult(job, "done", run_job(job, runs_dir, say))
                for job, d in zip(jobs, done) if d]
     todo = [job for job, d in zip(jobs, done) if not d]
     ran = run_jobs(todo, runs_dir, workers, sweep.executor, sweep.address, say) if todo else []
     order = {job.run_dir(runs_dir): i for i, job in enumerate(jobs)}
     results = sorted(skipped + ran, key=lambda r: order[r.job.run_dir(runs_dir)])
-    return [{"method": r.job.name, "map": r.job.map_name, "dataset": r.job.dataset_label,
-             "seed": r.job.seed, "state": r.state,
-             "win rate": f"{r.row['test_win_rate']:.3f}" if r.row else "-",
-             "return": f"{r.row['test_return']:.2f}" if r.row else "-",
-             "run dir": str(r.job.run_dir(runs_dir)), "error": r.error}
-            for r in results]
+    return [_row(r, runs_dir) for r in results]
+
+
+def _row(r, runs_dir: Path) -> dict:
+    """A job's line in `bench run`'s closing table."""
+    return {"method": r.job.name, "map": r.job.map_name, "dataset": r.job.dataset_label,
+            "seed": r.job.seed, "state": r.state,
+            "win rate": f"{r.row['test_win_rate']:.3f}" if r.row else "-",
+            "return": f"{r.row['test_return']:.2f}" if r.row else "-",
+            "run dir": str(r.job.run_dir(runs_dir)), "error": r.error}
 
 
 def plan_line(jobs, finished: int, workers: int) -> str:

@@ -10,11 +10,12 @@ import time
 from pathlib import Path
 
 from o2omarl import atomic
-from o2omarl.benchmark.jobs import JobSpec
+from o2omarl.benchmark.jobs import JobSpec, needs_data
 from o2omarl.benchmark.results import STORE_VERSION, read_jsonl
 from o2omarl.datasets import store
 from o2omarl.envs import env_info
 from o2omarl.errors import UsageError
+from o2omarl.locks import is_held
 
 
 class JsonLines:
@@ -214,6 +215,24 @@ def finished_twin(job: JobSpec, runs_dir: Path) -> Path | None:
         if {**theirs, "dataset": mine["dataset"]} == mine:
             return other
     return None
+
+
+def last_row(run_dir: Path) -> dict:
+    """A run's last metrics row (its final evaluation once done), {} if none."""
+    rows = read_jsonl(run_dir / "metrics.jsonl")
+    return rows[-1] if rows else {}
+
+
+def planned_action(job: JobSpec, runs_dir: Path) -> str:
+    """What `bench run` would do with this job now (`--dry-run`): done (skip it), running
+    (another process holds it), resume (an unfinished folder: from its last checkpoint), copy
+    (a finished twin's record, `finished_twin`) or new."""
+    run_dir = job.run_dir(runs_dir)
+    if read_state(run_dir) == "done":
+        return "done"
+    if run_dir.exists():
+        return "running" if is_held(run_dir / ".lock") else "resume"
+    return "copy" if not needs_data(job.config) and finished_twin(job, runs_dir) else "new"
 
 
 def copy_run(src: Path, run_dir: Path, config: dict) -> None:

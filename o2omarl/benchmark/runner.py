@@ -45,6 +45,7 @@ from o2omarl.benchmark.rundir import (
     copy_run,
     finished_twin,
     job_config,
+    last_row,
     read_state,
     remove_event_files,
     truncate_events,
@@ -108,8 +109,7 @@ def run_job(job: JobSpec, runs_dir: Path, say=print, cache_dir: Path | None = No
         check_same(run_dir, config, config_defaults(job))
     if read_state(run_dir) == "done":
         say(f"{run_dir}: already done, skipped")
-        rows = read_jsonl(run_dir / "metrics.jsonl")
-        return rows[-1] if rows else {}
+        return last_row(run_dir)
     # qmix from scratch on two tiers of one map is one run: the second is copied, not rerun
     twin = None if run_dir.exists() or needs_data(job.config) else finished_twin(job, runs_dir)
     if twin is not None:

@@ -154,9 +154,13 @@ def _summary(res) -> None:
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config field, e.g. --set eps_start=0.2 (repeatable).")
 @click.option("--backend", default="smax", show_default=True)
+@click.option("--dry-run", is_flag=True,
+              help="Check everything, print what each job would do (done, new, resume, copy, "
+                   "running elsewhere), start and write nothing.")
 @click.pass_context
 def run(ctx, methods, config, label, map_name, dataset, seed, seeds, seed_offset, steps,
-        pretrain_steps, workers, executor, address, device, runs_dir, overrides, backend):
+        pretrain_steps, workers, executor, address, device, runs_dir, overrides, backend,
+        dry_run):
     """Offline pretraining (cached), then online fine-tuning, for each method and seed.
 
     Finished jobs are skipped and unfinished ones resume from their last checkpoint, so the
@@ -170,18 +174,27 @@ def run(ctx, methods, config, label, map_name, dataset, seed, seeds, seed_offset
       bench run ft-qmix --map 3m --dataset heuristic --set eps_start=0.2 --label ft-qmix_eps0.2
       bench run ovmse --seeds 5 --executor ray --address ray://head:10001
       bench run --config benchmarks/paper.yaml --workers 4
+      bench run --config benchmarks/benchmark.yaml --dry-run
     """
+    from collections import Counter
+
     from click.core import ParameterSource
 
     from o2omarl.benchmark import check_failed, run_sweep
     from o2omarl.benchmark.sweep import from_command_line
 
-    typed = {k for k in ctx.params if ctx.get_parameter_source(k) is not ParameterSource.DEFAULT}
-    sweep = from_command_line(config, {**ctx.params, "overrides": _parse_overrides(overrides)},
+    options = {k: v for k, v in ctx.params.items() if k != "dry_run"}  # not a sweep key
+    typed = {k for k in options if ctx.get_parameter_source(k) is not ParameterSource.DEFAULT}
+    sweep = from_command_line(config, {**options, "overrides": _parse_overrides(overrides)},
                               typed)
-    rows = run_sweep(sweep, say=click.echo)
+    rows = run_sweep(sweep, say=click.echo, dry_run=dry_run)
     click.echo(_table(rows, ["method", "map", "dataset", "seed", "state", "win rate",
                              "return", "run dir"]))
+    if dry_run:
+        counts = Counter(r["state"] for r in rows)
+        click.echo("dry run, nothing started: " + ", ".join(
+            f"{counts[s]} {s}" for s in ("done", "running", "resume", "copy", "new")
+            if counts[s]))
     check_failed(rows)
 
 
