@@ -26,7 +26,8 @@ def sweep_of(monkeypatch, capsys):
 
     def parse(argv):
         seen = []
-        monkeypatch.setattr(o2omarl.benchmark, "run_sweep", lambda s, say, **_: seen.append(s) or [])
+        monkeypatch.setattr(o2omarl.benchmark, "run_sweep",
+                            lambda s, say, **_: seen.append(s) or [])
         code, _, err = bench(["run", *argv], capsys)
         assert code == 0, err
         return seen[0]

@@ -201,9 +201,12 @@ def check_same(run_dir: Path, config: dict, defaults: dict | None = None) -> Non
 
 def finished_twin(job: JobSpec, runs_dir: Path) -> Path | None:
     """A finished run of this job under another dataset of its map, with the same method,
-    seed and settings. Only for a job that reads no data (`needs_data`): that run is the one
-    this job would make (its metrics are the same but for wall-clock times)."""
+    seed and settings: what `bench run` copies instead of running the job. Only for a job that
+    reads no data (`needs_data`; that run is the one this job would make, its metrics the same
+    but for wall-clock times) and has no folder yet (one there is resumed, never replaced)."""
     run_dir = job.run_dir(runs_dir)
+    if needs_data(job.config) or run_dir.exists():
+        return None
     mine = fingerprint(job_config(job))
     for other in sorted(run_dir.parents[2].glob(f"*/{run_dir.parent.name}/{run_dir.name}")):
         if other == run_dir or read_state(other) != "done":
@@ -232,7 +235,7 @@ def planned_action(job: JobSpec, runs_dir: Path) -> str:
         return "done"
     if run_dir.exists():
         return "running" if is_held(run_dir / ".lock") else "resume"
-    return "copy" if not needs_data(job.config) and finished_twin(job, runs_dir) else "new"
+    return "copy" if finished_twin(job, runs_dir) else "new"
 
 
 def copy_run(src: Path, run_dir: Path, config: dict) -> None:

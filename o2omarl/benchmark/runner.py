@@ -31,7 +31,7 @@ from pathlib import Path
 
 from o2omarl import datasets, interrupts
 from o2omarl.atomic import write_json, write_text
-from o2omarl.benchmark.jobs import JobSpec, make_method, needs_data, plan
+from o2omarl.benchmark.jobs import JobSpec, make_method, plan
 from o2omarl.benchmark.pretrained import load_or_pretrain, reads_dataset
 from o2omarl.benchmark.results import read_jsonl
 from o2omarl.benchmark.resume import ReplayLog, load_resume
@@ -111,7 +111,7 @@ def run_job(job: JobSpec, runs_dir: Path, say=print, cache_dir: Path | None = No
         say(f"{run_dir}: already done, skipped")
         return last_row(run_dir)
     # qmix from scratch on two tiers of one map is one run: the second is copied, not rerun
-    twin = None if run_dir.exists() or needs_data(job.config) else finished_twin(job, runs_dir)
+    twin = finished_twin(job, runs_dir)
     if twin is not None:
         run_dir.parent.mkdir(parents=True, exist_ok=True)
         copy_run(twin, run_dir, config)
