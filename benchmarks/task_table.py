@@ -2,19 +2,24 @@
 
     python benchmarks/task_table.py docs/results/calibrated/tables/main.csv --pretrain-steps 6000
     python benchmarks/task_table.py docs/results/benchmark/tables/main.csv --by-task auc
+    python benchmarks/task_table.py docs/results/benchmark/tables/aggregate.csv --across
 
 One row per task and method (in the methods table's order): seeds, win rate before, after,
 AUC, the largest fall below the offline win rate and the largest Q_tot overestimation, with the
 report's 95% intervals where it gives them. `--by-task METRIC`: instead one row per method and
 one column per task, the mean of METRIC (a column `METRIC_mean` of the CSV, e.g. auc, regret,
 or ret_auc of returns.csv), the best of each task in bold (highest or lowest, as the report's
-tables rank it): which method wins where.
+tables rank it): which method wins where. `--across` (given aggregate.csv): the cross-task
+table of a benchmark page, the mean and IQM of AUC and of the final win rate, and from
+improvement.csv beside it the probability that its reference method improves on each.
+Bold, as in the report: the best value as displayed, ties all bold.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+from pathlib import Path
 
 from o2omarl.methods import DISPLAY_NAMES
 from o2omarl.reports.cells import method_rank
@@ -24,8 +29,9 @@ from o2omarl.reports.tables import MAIN_METRICS, RETURN_METRICS
 DIRECTION = {key: better for key, _, better, _ in MAIN_METRICS + RETURN_METRICS if better}
 
 
-def interval(row: dict, key: str, digits: int) -> str:
-    lo, mean, hi = (float(row[f"{key}_{p}"]) for p in ("lo", "mean", "hi"))
+def interval(row: dict, key: str, digits: int, point: str = "_mean") -> str:
+    """`mean [lo, hi]` from the columns KEY_mean (KEY+point), KEY_lo and KEY_hi."""
+    lo, mean, hi = (float(row[f"{key}{p}"]) for p in ("_lo", point, "_hi"))
     return f"{mean:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
@@ -41,7 +47,15 @@ def main() -> None:
     ap.add_argument("--by-task", metavar="METRIC",
                     help="a method x task table of METRIC, the best bold: "
                          + ", ".join(DIRECTION))
+    ap.add_argument("--across", action="store_true",
+                    help="MAIN_CSV is a report's aggregate.csv: the cross-task table, with "
+                         "P(improvement) from improvement.csv beside it")
     args = ap.parse_args()
+    if args.across:
+        if args.by_task or args.pretrain_steps:
+            raise SystemExit("--across takes neither --by-task nor --pretrain-steps: "
+                             "aggregate.csv has one row per method, over every task")
+        return across(Path(args.main_csv))
     with open(args.main_csv) as f:
         rows = [r for r in csv.DictReader(f)
                 if args.pretrain_steps in (None, r["pretrain_steps"])]
@@ -80,8 +94,8 @@ def by_task(rows: list[dict], metric: str) -> None:
         cell[key] = r
     most = max(int(r["seeds"]) for r in rows)
     sign = DIRECTION[metric]
-    best = {t: sign * max(sign * float(r[f"{metric}_mean"]) for (t2, _), r in cell.items()
-                          if t2 == t)
+    best = {t: sign * max(sign * round(float(r[f"{metric}_mean"]), 3)
+                          for (t2, _), r in cell.items() if t2 == t)
             for t in tasks}
     print("| method | " + " | ".join(tasks) + " |")
     print("|---" * (len(tasks) + 1) + "|")
@@ -92,10 +106,51 @@ def by_task(rows: list[dict], metric: str) -> None:
             if r is None:
                 out.append("-")
                 continue
-            v = float(r[f"{metric}_mean"])
+            v = round(float(r[f"{metric}_mean"]), 3)
             text = f"**{v:.3f}**" if v == best[t] else f"{v:.3f}"
             out.append(text + (f" ({r['seeds']})" if int(r["seeds"]) < most else ""))
         print(f"| {name(m)} | " + " | ".join(out) + " |")
+
+
+def across(aggregate_csv: Path) -> None:
+    """Methods down; mean and IQM AUC with intervals, mean and IQM final win rate, the best of
+    each bold; then P(reference > method) on AUC and the final win rate where improvement.csv
+    is beside aggregate.csv (its `method` column is the reference, `-` on its own row)."""
+    try:
+        with open(aggregate_csv) as f:
+            rows = list(csv.DictReader(f))
+    except OSError as e:
+        raise SystemExit(f"--across: cannot read {aggregate_csv}: {e.strerror}") from None
+    stats = ("auc_mean", "auc_iqm", "wr_final_mean", "wr_final_iqm")
+    if not rows or any(f"{k}_lo" not in rows[0] for k in stats):
+        raise SystemExit(f"--across: {aggregate_csv} is not a report's aggregate.csv (columns "
+                         + ", ".join(f"{k}, {k}_lo, {k}_hi" for k in stats) + ")")
+    improvement = aggregate_csv.with_name("improvement.csv")
+    poi: dict[str, dict] = {}
+    if improvement.exists():
+        with open(improvement) as f:
+            poi = {r["other"]: r for r in csv.DictReader(f)}
+    reference = next(iter(poi.values()))["method"] if poi else None
+    best = {k: max(round(float(r[k]), 3) for r in rows) for k in stats}
+
+    def stat(r: dict, k: str, ci: bool) -> str:
+        v = round(float(r[k]), 3)
+        text = interval(r, k, 3, point="") if ci else f"{v:.3f}"
+        return f"**{text}**" if v == best[k] else text
+
+    columns = ["method", "mean AUC", "IQM AUC", "mean final win rate", "IQM final win rate"]
+    if reference:
+        columns += [f"P({name(reference)} > it), AUC", f"P({name(reference)} > it), final win rate"]
+    print("| " + " | ".join(columns) + " |")
+    print("|---" * len(columns) + "|")
+    for r in sorted(rows, key=lambda r: method_rank(r["method"])):
+        out = [name(r["method"]), stat(r, "auc_mean", True), stat(r, "auc_iqm", True),
+               stat(r, "wr_final_mean", False), stat(r, "wr_final_iqm", False)]
+        if reference:
+            p = poi.get(r["method"])
+            out += [interval(p, f"{k}_poi", 2, point="") if p else "-"
+                    for k in ("auc", "wr_final")]
+        print("| " + " | ".join(out) + " |")
 
 
 def task_name(row: dict) -> str:
