@@ -29,9 +29,9 @@ from o2omarl.reports.tables import MAIN_METRICS, RETURN_METRICS
 DIRECTION = {key: better for key, _, better, _ in MAIN_METRICS + RETURN_METRICS if better}
 
 
-def interval(row: dict, key: str, digits: int, point: str = "_mean") -> str:
-    """`mean [lo, hi]` from the columns KEY_mean (KEY+point), KEY_lo and KEY_hi."""
-    lo, mean, hi = (float(row[f"{key}{p}"]) for p in ("_lo", point, "_hi"))
+def interval(row: dict, key: str, digits: int, point: str | None = None) -> str:
+    """`point [lo, hi]` from the columns POINT (KEY_mean unless named), KEY_lo and KEY_hi."""
+    lo, mean, hi = (float(row[c]) for c in (f"{key}_lo", point or f"{key}_mean", f"{key}_hi"))
     return f"{mean:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
@@ -129,13 +129,19 @@ def across(aggregate_csv: Path) -> None:
     poi: dict[str, dict] = {}
     if improvement.exists():
         with open(improvement) as f:
-            poi = {r["other"]: r for r in csv.DictReader(f)}
+            rows_poi = list(csv.DictReader(f))
+        need = ("method", "other", *(f"{k}_poi{p}" for k in ("auc", "wr_final")
+                                     for p in ("", "_lo", "_hi")))
+        if rows_poi and any(c not in rows_poi[0] for c in need):
+            raise SystemExit(f"--across: {improvement} is not a report's improvement.csv "
+                             "(columns " + ", ".join(need) + ")")
+        poi = {r["other"]: r for r in rows_poi}
     reference = next(iter(poi.values()))["method"] if poi else None
     best = {k: max(round(float(r[k]), 3) for r in rows) for k in stats}
 
     def stat(r: dict, k: str, ci: bool) -> str:
         v = round(float(r[k]), 3)
-        text = interval(r, k, 3, point="") if ci else f"{v:.3f}"
+        text = interval(r, k, 3, point=k) if ci else f"{v:.3f}"
         return f"**{text}**" if v == best[k] else text
 
     columns = ["method", "mean AUC", "IQM AUC", "mean final win rate", "IQM final win rate"]
@@ -148,7 +154,7 @@ def across(aggregate_csv: Path) -> None:
                stat(r, "wr_final_mean", False), stat(r, "wr_final_iqm", False)]
         if reference:
             p = poi.get(r["method"])
-            out += [interval(p, f"{k}_poi", 2, point="") if p else "-"
+            out += [interval(p, f"{k}_poi", 2, point=f"{k}_poi") if p else "-"
                     for k in ("auc", "wr_final")]
         print("| " + " | ".join(out) + " |")
 

@@ -107,6 +107,9 @@ def test_across_gives_the_cross_task_table_with_p_improvement(tmp_path):
     assert lines[1] == "|---" * 7 + "|"
     assert lines[2].endswith("| 0.75 [0.65, 0.85] | 0.47 [0.32, 0.61] |")
     assert lines[4].endswith("| 0.730 | - | - |")  # the reference against itself
+    write_csv(tmp_path / "improvement.csv", [{"method": "ovmse", "versus": "qmix"}])
+    bad = run("--across")
+    assert bad.returncode != 0 and "is not a report's improvement.csv" in bad.stderr
     bad = run("--across", "--by-task", "auc")
     assert bad.returncode != 0 and "--across takes neither" in bad.stderr
     path = tmp_path / "main.csv"
